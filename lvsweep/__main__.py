@@ -1,0 +1,3 @@
+from lvsweep.cli import main
+
+main()

@@ -1,0 +1,115 @@
+"""The Hydra task: one job = validate → open the run → run the experiment → record → summarise.
+
+A job that fails inside a multirun is recorded as FAILED and returns NaN, so the sweep goes on
+and any sweeper sees a failed objective; a single run re-raises, and the entry point turns the
+error into one line and a non-zero exit.
+"""
+from __future__ import annotations
+
+import math
+import os
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from lvsweep.config import register_configs, validate
+from lvsweep.errors import LvsweepError
+from lvsweep.pipeline import RunResult, run_experiment
+from lvsweep.tracking import PARENT_RUN_ENV, RunRecorder, flatten, open_store, resolve_uri
+
+OBJECTIVE = "align/anticorrelation"
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+
+register_configs()
+
+
+def plain_config(cfg: DictConfig) -> DictConfig:
+    """The resolved config with enums as strings: what the pipeline reads and what is logged."""
+    return OmegaConf.create(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
+
+
+def run_name(cfg: DictConfig, multirun: bool) -> str:
+    if cfg.tracking.run_name:
+        return str(cfg.tracking.run_name)
+    if multirun:
+        return HydraConfig.get().job.override_dirname or f"job{HydraConfig.get().job.num}"
+    return "run"
+
+
+def run_job(cfg: DictConfig) -> float:
+    multirun = HydraConfig.get().mode == RunMode.MULTIRUN
+    out_dir = Path(HydraConfig.get().runtime.output_dir)
+    parent = os.environ.get(PARENT_RUN_ENV) if multirun else None
+    recorder: Optional[RunRecorder] = None
+    try:
+        validate(cfg)
+        plain = plain_config(cfg)
+        recorder = open_run(plain, run_name(cfg, multirun), parent)
+        result = run_experiment(plain, recorder.log_metrics, out_dir)
+        recorder.log_artifacts(result.artifacts, out_dir)
+        recorder.finish()
+    except KeyboardInterrupt as exc:
+        if recorder is not None:
+            recorder.finish(error=exc, status="KILLED")
+        raise
+    except Exception as exc:
+        if recorder is None and multirun:
+            recorder = record_failed_job(cfg, run_name(cfg, multirun), parent)
+        if recorder is not None:
+            recorder.finish(error=exc)
+        if not multirun:
+            raise
+        print(f"  job failed: {describe(exc)}", file=sys.stderr)
+        return math.nan
+    print_summary(result, recorder.run_id, plain, out_dir, multirun)
+    return result.metrics[OBJECTIVE]
+
+
+def open_run(plain: DictConfig, name: str, parent: Optional[str]) -> RunRecorder:
+    client, experiment_id = open_store(resolve_uri(plain.tracking.uri), plain.tracking.experiment)
+    recorder = RunRecorder(client, experiment_id, name, parent)
+    recorder.log_params(flatten(OmegaConf.to_container(plain)))
+    return recorder
+
+
+def record_failed_job(cfg: DictConfig, name: str, parent: Optional[str]) -> Optional[RunRecorder]:
+    """A job rejected before its run opened still gets a (FAILED) run, so the sweep shows it."""
+    try:
+        return open_run(plain_config(cfg), name, parent)
+    except Exception:  # the store itself is the problem: nothing can be recorded
+        return None
+
+
+def describe(exc: BaseException) -> str:
+    return str(exc) if isinstance(exc, LvsweepError) else f"{type(exc).__name__}: {exc}"
+
+
+def print_summary(result: RunResult, run_id: str, cfg: DictConfig, out_dir: Path, multirun: bool) -> None:
+    m = result.metrics
+    line = (f"pearson {m['align/pearson']:+.3f}  spearman {m['align/spearman']:+.3f}  "
+            f"low/high {m['perturb/low_over_high']:.3f}  val/loss {m['val/loss']:.4g}")
+    if multirun:
+        print(f"  {line}")
+        return
+    uri = resolve_uri(cfg.tracking.uri)
+    print(
+        f"\nlvsweep · {cfg.system.name} · noise {cfg.noise.kind} {cfg.noise.level:g} · "
+        f"model {cfg.model.name} · seed {cfg.seed}\n"
+        f"  attention vs {cfg.analysis.sensitivity}:  Pearson r = {m['align/pearson']:+.3f}   "
+        f"Spearman ρ = {m['align/spearman']:+.3f}   (anticorrelation {m[OBJECTIVE]:+.3f})\n"
+        f"  perturb/low_over_high = {m['perturb/low_over_high']:.3f}   (paper's claim: > 1)\n"
+        f"  reconstruction loss: train {m['train/loss']:.4g}   val {m['val/loss']:.4g}\n"
+        f"  figures: {out_dir / 'figures'}\n"
+        f"  run {run_id} in experiment '{cfg.tracking.experiment}'; browse with:\n"
+        f"    mlflow ui --backend-store-uri {uri}"
+    )
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
+def task(cfg: DictConfig) -> Any:
+    return run_job(cfg)

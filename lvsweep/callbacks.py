@@ -1,0 +1,77 @@
+"""Lightning callbacks that turn training progress into metric histories.
+
+They write to a `MetricSink` (any callable taking metrics and a step) rather than to MLflow, so
+training knows nothing about tracking and the sink decides how to batch writes.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+
+from lvsweep.alignment import alignment_metrics
+
+MetricSink = Callable[[Mapping[str, float], int], None]
+
+
+def crossed(before: int, after: int, every: int) -> bool:
+    """Whether a multiple of `every` lies in (before, after]."""
+    return after // every > before // every
+
+
+class LossHistory(pl.Callback):
+    """`train/loss` after each Lightning step, `val/loss` after each validation, both at the end.
+
+    A step's `train/loss` is the loss that drove its last update, so it is logged at the epoch it
+    was evaluated at (`epochs_done - 1`); the final losses are evaluated after the last update.
+    """
+
+    def __init__(self, sink: MetricSink, train_batch: Any, val_batch: Any) -> None:
+        self.sink = sink
+        self.batches = {"train/loss": train_batch, "val/loss": val_batch}
+        self.final: dict[str, float] = {}
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: Any, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        self.sink({"train/loss": pl_module.train_loss}, pl_module.epochs_done - 1)
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: Any) -> None:
+        if pl_module.epochs_done < pl_module.epochs:  # the final value is logged at train end
+            self.sink({"val/loss": pl_module.val_loss}, pl_module.epochs_done)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: Any) -> None:
+        with torch.no_grad():
+            self.final = {key: float(pl_module.loss(b)) for key, b in self.batches.items()}
+        self.sink(self.final, pl_module.epochs_done)
+
+
+class AlignmentCallback(pl.Callback):
+    """Correlation of the model's attention with the sensitivity, every `every` epochs and at the end."""
+
+    def __init__(self, noisy: torch.Tensor, sensitivity: np.ndarray, every: int, sink: MetricSink) -> None:
+        self.noisy = noisy
+        self.sensitivity = sensitivity
+        self.every = every
+        self.sink = sink
+        self.last_logged = 0
+        self.final: dict[str, float] = {}
+
+    def measure(self, pl_module: Any) -> dict[str, float]:
+        with torch.no_grad():
+            attention = pl_module.attention(self.noisy).numpy()
+        return alignment_metrics(attention, self.sensitivity)
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: Any, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        done = pl_module.epochs_done
+        if crossed(self.last_logged, done, self.every):
+            self.sink(self.measure(pl_module), done)
+            self.last_logged = done
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: Any) -> None:
+        self.final = self.measure(pl_module)
+        if pl_module.epochs_done != self.last_logged:
+            self.sink(self.final, pl_module.epochs_done)
+            self.last_logged = pl_module.epochs_done

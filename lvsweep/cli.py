@@ -1,0 +1,90 @@
+"""Entry point: shorthand overrides in, one-line errors and an honest exit status out.
+
+`HYDRA_FULL_ERROR=1` makes Hydra hand its exceptions to us instead of printing multi-line
+reports, so every user error (a typo in an override, an unknown option, a bad value) becomes
+one line that names the field and the allowed values.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any, Sequence
+
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, RangeSweep
+from hydra.errors import HydraException, MissingConfigException, OverrideParseException
+from omegaconf.errors import OmegaConfBaseException
+
+from lvsweep.errors import LvsweepError
+
+# `noise=<number or numeric sweep>` sets the level; `noise=<name>` still selects the noise kind.
+SHORTHANDS = {"noise": "noise.level"}
+
+
+def _is_numeric(value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, (int, float)):
+        return True
+    if isinstance(value, (RangeSweep, IntervalSweep)):
+        return True
+    if isinstance(value, ChoiceSweep):
+        return all(_is_numeric(v) for v in value.list)
+    return False
+
+
+def expand_shorthands(args: Sequence[str]) -> list[str]:
+    parser = OverridesParser.create()
+    out = []
+    for arg in args:
+        key, sep, _ = arg.partition("=")
+        if sep and key in SHORTHANDS:
+            try:
+                numeric = _is_numeric(parser.parse_override(arg).value())
+            except OverrideParseException:
+                numeric = False
+            if numeric:
+                arg = SHORTHANDS[key] + arg[len(key):]
+        out.append(arg)
+    return out
+
+
+def _options(options: Sequence[str] | None) -> str:
+    return ", ".join(o for o in (options or []) if not o.startswith("base_")) or "(none)"
+
+
+def one_line(exc: BaseException) -> str:
+    """A user-facing one-line description of a configuration or input error."""
+    if isinstance(exc, LvsweepError):
+        return str(exc)
+    if isinstance(exc, MissingConfigException):
+        group, _, name = (exc.missing_cfg_file or "").rpartition("/")
+        return f"{group or 'config'}: unknown option '{name}'; allowed: {_options(exc.options)}"
+    cause = exc.__cause__
+    if isinstance(cause, OmegaConfBaseException):
+        key = getattr(cause, "full_key", None) or "config"
+        msg = str(cause).splitlines()[0]
+        parent = getattr(cause, "parent_node", None)
+        if "not in" in msg and parent is not None and hasattr(parent, "keys"):
+            msg += f"; allowed: {', '.join(str(k) for k in parent.keys())}"
+        return f"{key}: {msg}"
+    return " ".join(str(exc).split())
+
+
+def main() -> None:
+    os.environ.setdefault("HYDRA_FULL_ERROR", "1")
+    sys.argv = [sys.argv[0], *expand_shorthands(sys.argv[1:])]
+    from lvsweep.app import task  # heavy imports after argument handling
+    from lvsweep.sweep_tracking import FAILED_JOBS
+
+    try:
+        task()
+    except (LvsweepError, HydraException, OmegaConfBaseException) as exc:
+        print(f"lvsweep: error: {one_line(exc)}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("lvsweep: interrupted", file=sys.stderr)
+        sys.exit(130)
+    if FAILED_JOBS:
+        print(f"lvsweep: {len(FAILED_JOBS)} job(s) failed: {', '.join(FAILED_JOBS)}", file=sys.stderr)
+        sys.exit(1)

@@ -1,0 +1,171 @@
+"""Structured config schemas and the range checks OmegaConf cannot express.
+
+OmegaConf checks types (and unknown keys) while Hydra composes the config; `validate` checks
+ranges and cross-field rules before any work starts, so a bad value costs nothing and names the
+field it is about.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Dict, List, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig
+
+from lvsweep.errors import LvsweepError
+
+
+class NoiseKind(str, Enum):
+    gaussian = "gaussian"
+    multiplicative = "multiplicative"
+    none = "none"
+
+
+class LinearForm(str, Enum):
+    paper = "paper"
+    scaled = "scaled"
+
+
+class Sensitivity(str, Enum):
+    lyapunov_normal = "lyapunov_normal"
+
+
+@dataclass
+class SystemConfig:
+    """Any ODE system: its parameters are a free mapping checked by the system's own module."""
+
+    name: str = MISSING
+    state_names: List[str] = MISSING
+    params: Dict[str, float] = field(default_factory=dict)
+    start: List[float] = MISSING
+    t_start: float = 0.0
+    t_end: float = MISSING
+    n_steps: int = MISSING
+    rtol: float = 1e-12
+    atol: float = 1e-12
+
+
+@dataclass
+class NoiseConfig:
+    kind: NoiseKind = NoiseKind.gaussian
+    # Standard deviation in state units (gaussian) or relative to the state (multiplicative).
+    level: float = 2.0
+
+
+@dataclass
+class ModelConfig:
+    name: str = MISSING
+    lr: float = 1e-2
+
+
+@dataclass
+class LinearModelConfig(ModelConfig):
+    name: str = "linear"
+    form: LinearForm = LinearForm.paper
+
+
+@dataclass
+class TrainerConfig:
+    # One epoch is one full-batch optimisation step over the whole trajectory.
+    epochs: int = 2000
+    # Epochs per Lightning step: the loss history cadence, and what amortises framework overhead.
+    log_every: int = 10
+    val_every: int = 100
+    align_every: int = 100
+    threads: int = 1
+
+
+@dataclass
+class PerturbConfig:
+    k: int = 10
+    epsilon: float = 0.1
+    horizon: float = 5.0
+
+
+@dataclass
+class AnalysisConfig:
+    sensitivity: Sensitivity = Sensitivity.lyapunov_normal
+    perturb: PerturbConfig = field(default_factory=PerturbConfig)
+    figures: bool = True
+
+
+@dataclass
+class TrackingConfig:
+    # None: $MLFLOW_TRACKING_URI if set, else sqlite:///mlruns/mlflow.db under the launch directory.
+    uri: Optional[str] = None
+    experiment: str = "lvsweep"
+    run_name: Optional[str] = None
+
+
+@dataclass
+class LvsweepConfig:
+    system: SystemConfig = MISSING
+    noise: NoiseConfig = MISSING
+    model: ModelConfig = MISSING
+    trainer: TrainerConfig = MISSING
+    analysis: AnalysisConfig = MISSING
+    tracking: TrackingConfig = MISSING
+    seed: int = 0
+
+
+def register_configs() -> None:
+    """Schemas live beside the YAML options that extend them (`defaults: [base_*, _self_]`)."""
+    cs = ConfigStore.instance()
+    cs.store(name="base_config", node=LvsweepConfig)
+    cs.store(group="system", name="base_system", node=SystemConfig)
+    cs.store(group="noise", name="base_noise", node=NoiseConfig)
+    cs.store(group="model", name="base_linear", node=LinearModelConfig)
+    cs.store(group="trainer", name="base_trainer", node=TrainerConfig)
+    cs.store(group="analysis", name="base_analysis", node=AnalysisConfig)
+    cs.store(group="tracking", name="base_tracking", node=TrackingConfig)
+
+
+def _require(ok: bool, field_name: str, problem: str) -> None:
+    if not ok:
+        raise LvsweepError(field_name, problem)
+
+
+def _finite(x: float) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)
+
+
+def validate(cfg: DictConfig | Any) -> None:
+    """Range and consistency checks; the system's own parameter checks run when it is built."""
+    s = cfg.system
+    d = len(s.state_names)
+    _require(d >= 1, "system.state_names", "must name at least one state variable")
+    _require(
+        len(s.start) == d,
+        "system.start",
+        f"must have {d} values, one per state ({', '.join(s.state_names)}); got {len(s.start)}",
+    )
+    _require(all(_finite(v) for v in s.start), "system.start", "values must be finite numbers")
+    for name, value in s.params.items():
+        _require(_finite(value), f"system.params.{name}", f"must be a finite number, got {value}")
+    _require(_finite(s.t_end) and s.t_end > s.t_start, "system.t_end",
+             f"must be a finite number > system.t_start ({s.t_start}), got {s.t_end}")
+    _require(s.n_steps >= 10, "system.n_steps", f"must be an integer >= 10, got {s.n_steps}")
+    _require(0 < s.rtol < 1, "system.rtol", f"must be in (0, 1), got {s.rtol}")
+    _require(0 < s.atol < 1, "system.atol", f"must be in (0, 1), got {s.atol}")
+
+    _require(_finite(cfg.noise.level) and cfg.noise.level >= 0, "noise.level",
+             f"must be a finite number >= 0 (standard deviation), got {cfg.noise.level}")
+
+    _require(_finite(cfg.model.lr) and cfg.model.lr > 0, "model.lr",
+             f"must be a finite number > 0, got {cfg.model.lr}")
+
+    t = cfg.trainer
+    for name in ("epochs", "log_every", "val_every", "align_every", "threads"):
+        value = getattr(t, name)
+        _require(value >= 1, f"trainer.{name}", f"must be an integer >= 1, got {value}")
+
+    p = cfg.analysis.perturb
+    _require(p.k >= 1 and 2 * p.k <= s.n_steps, "analysis.perturb.k",
+             f"must be an integer in [1, system.n_steps/2 = {s.n_steps // 2}], got {p.k}")
+    _require(_finite(p.epsilon) and p.epsilon > 0, "analysis.perturb.epsilon",
+             f"must be a finite number > 0, got {p.epsilon}")
+    _require(_finite(p.horizon) and p.horizon > 0, "analysis.perturb.horizon",
+             f"must be a finite number > 0, got {p.horizon}")
+    _require(bool(cfg.tracking.experiment), "tracking.experiment", "must be a non-empty name")

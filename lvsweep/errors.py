@@ -1,0 +1,15 @@
+"""One exception type for every problem a user can fix by changing input.
+
+Anything raised as `LvsweepError` is reported as a single line naming the field at fault,
+never as a traceback; anything else is a bug and keeps its traceback.
+"""
+from __future__ import annotations
+
+
+class LvsweepError(Exception):
+    """A problem with the user's input or with what that input made the numerics do."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+        self.problem = problem

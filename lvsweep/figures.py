@@ -1,0 +1,128 @@
+"""The figures a reader of the paper looks for, written as PNG files (Agg backend, no display)."""
+from __future__ import annotations
+
+from itertools import combinations
+from pathlib import Path
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from lvsweep.perturbation import PerturbationResult  # noqa: E402
+from lvsweep.systems import DynamicalSystem  # noqa: E402
+
+HIGH, LOW = "tab:red", "tab:blue"
+
+
+def _minmax(v: np.ndarray) -> np.ndarray:
+    span = np.ptp(v)
+    return (v - v.min()) / span if span > 0 else np.zeros_like(v)
+
+
+def _save(fig: plt.Figure, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def timeseries(path: Path, t: np.ndarray, clean: np.ndarray, noisy: np.ndarray, names: tuple[str, ...],
+               attention: np.ndarray, pert: PerturbationResult) -> Path:
+    """States over time with the noisy observations faint; top and bottom attention times marked."""
+    fig, (ax, ax_a) = plt.subplots(2, 1, figsize=(9, 5.5), sharex=True, height_ratios=[3, 1.3])
+    for i, name in enumerate(names):
+        line, = ax.plot(t, clean[:, i], lw=1.6, label=name)
+        ax.scatter(t, noisy[:, i], s=3, color=line.get_color(), alpha=0.18, lw=0)
+    for idx, color, label in ((pert.high_idx, HIGH, "highest attention"), (pert.low_idx, LOW, "lowest attention")):
+        ax.scatter(t[idx], clean[idx].max(axis=1), marker="v", s=36, color=color, zorder=3, label=label)
+        for ti in t[idx]:
+            ax_a.axvline(ti, color=color, alpha=0.25, lw=0.8)
+    ax.set_ylabel("state")
+    ax.legend(loc="upper right", fontsize=8, ncol=2)
+    ax.set_title("Clean orbit (lines), noisy training data (dots), extreme-attention times (triangles)")
+    ax_a.plot(t, attention, color="black", lw=1.0)
+    ax_a.set_ylabel("attention")
+    ax_a.set_xlabel("t")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def phase_portrait(path: Path, system: DynamicalSystem, clean: np.ndarray, noisy: np.ndarray,
+                   attention: np.ndarray) -> Path:
+    """The orbit coloured by attention in every pair of state variables, over level sets of V."""
+    names = system.state_names
+    pairs = list(combinations(range(system.dim), 2))
+    fig, axes = plt.subplots(1, len(pairs), figsize=(5.6 * len(pairs), 4.8), squeeze=False)
+    for ax, (i, j) in zip(axes[0], pairs):
+        ax.scatter(noisy[:, i], noisy[:, j], s=3, color="0.6", alpha=0.25, lw=0, label="noisy data")
+        if system.dim == 2 and system.lyapunov(clean[:1]) is not None:
+            _lyapunov_contours(ax, system, clean)
+        sc = ax.scatter(clean[:, i], clean[:, j], c=attention, s=9, cmap="viridis", zorder=3)
+        eq = system.equilibrium()
+        if eq is not None:
+            ax.plot(eq[i], eq[j], "k+", ms=10, label="equilibrium")
+        ax.set_xlabel(names[i])
+        ax.set_ylabel(names[j])
+        ax.legend(loc="upper right", fontsize=8)
+    fig.colorbar(sc, ax=axes[0].tolist(), label="attention")
+    fig.suptitle("Phase portrait coloured by attention" + (", with level sets of V" if system.dim == 2 else ""))
+    return _save(fig, path)
+
+
+def _lyapunov_contours(ax: plt.Axes, system: DynamicalSystem, clean: np.ndarray) -> None:
+    lo, hi = clean.min(axis=0), clean.max(axis=0)
+    pad = 0.25 * (hi - lo)
+    # Stay inside the state space (V of Lotka-Volterra takes logarithms of populations).
+    lo = 0.5 * lo if system.check_state(lo - pad) else lo - pad
+    hi = hi + pad
+    g0, g1 = np.meshgrid(np.linspace(lo[0], hi[0], 200), np.linspace(lo[1], hi[1], 200))
+    v = system.lyapunov(np.stack([g0, g1], axis=-1))
+    levels = np.quantile(v, np.linspace(0.02, 0.9, 12))
+    ax.contour(g0, g1, v, levels=np.unique(levels), colors="0.35", linewidths=0.6, alpha=0.8)
+
+
+def attention_vs_sensitivity(path: Path, t: np.ndarray, attention: np.ndarray, sensitivity: np.ndarray,
+                             pearson_r: float, spearman_rho: float, sensitivity_name: str) -> Path:
+    """Normalised attention and sensitivity over time, and their scatter with r and ρ."""
+    fig, (ax_t, ax_s) = plt.subplots(1, 2, figsize=(12, 4.2), width_ratios=[2.2, 1])
+    ax_t.plot(t, _minmax(attention), color="black", lw=1.3, label="attention (normalised)")
+    ax_t.plot(t, _minmax(sensitivity), color="tab:orange", lw=1.3, label=f"{sensitivity_name} (normalised)")
+    ax_t.set_xlabel("t")
+    ax_t.set_ylabel("min-max normalised")
+    ax_t.legend(loc="upper right", fontsize=8)
+    ax_t.set_title("Attention against sensitivity along the orbit")
+    ax_s.scatter(sensitivity, attention, s=5, alpha=0.5, color="tab:purple", lw=0)
+    ax_s.set_xlabel(sensitivity_name)
+    ax_s.set_ylabel("attention")
+    ax_s.set_title(f"Pearson r = {pearson_r:+.3f}   Spearman ρ = {spearman_rho:+.3f}")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def perturbation(path: Path, pert: PerturbationResult, epsilon: float) -> Path:
+    """Distance between kicked and unkicked orbits after kicks at extreme-attention times."""
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for dev, color, label in ((pert.deviation_high, HIGH, "kick at highest attention"),
+                              (pert.deviation_low, LOW, "kick at lowest attention")):
+        ax.plot(pert.t, dev.T, color=color, alpha=0.2, lw=0.8)
+        ax.plot(pert.t, dev.mean(axis=0), color=color, lw=2.2, label=f"{label} (mean of {len(dev)})")
+    ax.set_xlabel("time since kick")
+    ax.set_ylabel(f"|kicked − unkicked|  (kick size ε = {epsilon:g})")
+    ax.set_title(f"Perturbation test: low/high deviation ratio = {pert.low_over_high:.3f}")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def write_all(out_dir: Path, system: DynamicalSystem, t: np.ndarray, clean: np.ndarray, noisy: np.ndarray,
+              attention: np.ndarray, sensitivity: np.ndarray, sensitivity_name: str, metrics: dict[str, float],
+              pert: PerturbationResult, epsilon: float) -> list[Path]:
+    fig_dir = out_dir / "figures"
+    return [
+        timeseries(fig_dir / "timeseries.png", t, clean, noisy, system.state_names, attention, pert),
+        phase_portrait(fig_dir / "phase_portrait.png", system, clean, noisy, attention),
+        attention_vs_sensitivity(fig_dir / "attention_vs_sensitivity.png", t, attention, sensitivity,
+                                 metrics["align/pearson"], metrics["align/spearman"], sensitivity_name),
+        perturbation(fig_dir / "perturbation.png", pert, epsilon),
+    ]

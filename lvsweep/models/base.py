@@ -1,0 +1,68 @@
+"""The interface every attention model implements, and the full-batch training step they share.
+
+The alignment callback, perturbation analysis, figures and tracking only ever call `attention()`
+and `forward()`, so a new architecture plugs in without touching them.
+"""
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+
+import pytorch_lightning as pl
+import torch
+
+from lvsweep.errors import LvsweepError
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+class AttentionModel(pl.LightningModule, ABC):
+    """Reconstructs the clean state from a noisy sequence [T, d] through attention over time.
+
+    One epoch is one full-batch Adam step. A Lightning step runs `epochs_per_step` of them:
+    Lightning's per-step bookkeeping costs about as much as one step of these small models, so
+    running a few epochs per step keeps the framework overhead small without changing the maths.
+    """
+
+    def __init__(self, lr: float, epochs: int, epochs_per_step: int) -> None:
+        super().__init__()
+        self.automatic_optimization = False
+        self.lr = lr
+        self.epochs = epochs
+        self.epochs_per_step = epochs_per_step
+        self.epochs_done = 0
+        self.train_loss = math.nan
+        self.val_loss = math.nan
+
+    @abstractmethod
+    def forward(self, noisy: torch.Tensor) -> torch.Tensor:
+        """Reconstruction x̂ [T, d] of the clean states."""
+
+    @abstractmethod
+    def attention(self, noisy: torch.Tensor) -> torch.Tensor:
+        """Attention each time step receives, [T], non-negative and summing to 1."""
+
+    def loss(self, batch: Batch) -> torch.Tensor:
+        noisy, clean = batch
+        return torch.mean((self(noisy) - clean) ** 2)
+
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        opt = self.optimizers(use_pl_optimizer=False)
+        for _ in range(min(self.epochs_per_step, self.epochs - self.epochs_done)):
+            opt.zero_grad(set_to_none=True)
+            loss = self.loss(batch)
+            loss.backward()
+            opt.step()
+            self.epochs_done += 1
+        self.train_loss = float(loss.detach())
+        if not math.isfinite(self.train_loss):
+            raise LvsweepError(
+                "train/loss", f"became {self.train_loss} by epoch {self.epochs_done}: the optimisation "
+                f"diverged; lower model.lr (now {self.lr:g}) or noise.level")
+        return loss.detach()
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        self.val_loss = float(self.loss(batch))
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.parameters(), lr=self.lr)

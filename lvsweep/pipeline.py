@@ -1,0 +1,76 @@
+"""One experiment, in the order the data flows: system → data → model → training → analysis.
+
+It knows nothing of Hydra or MLflow: it takes a validated config, a metric sink and an output
+directory, and returns the final metrics; the caller decides where they are recorded.
+"""
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import OmegaConf
+
+from lvsweep import figures
+from lvsweep.callbacks import AlignmentCallback, LossHistory, MetricSink
+from lvsweep.data import TrajectoryDataModule, make_data
+from lvsweep.models import make_model
+from lvsweep.perturbation import perturbation_test
+from lvsweep.sensitivity import sensitivity_profile
+from lvsweep.simulate import simulate
+from lvsweep.systems import make_system
+from lvsweep.training import fit
+
+
+@dataclass
+class RunResult:
+    metrics: dict[str, float]
+    artifacts: list[Path] = field(default_factory=list)
+
+
+def run_experiment(cfg: Any, sink: MetricSink, out_dir: Path) -> RunResult:
+    system = make_system(cfg.system)
+    orbit = simulate(cfg.system)
+    profile = sensitivity_profile(cfg.analysis.sensitivity, system, orbit)
+    data = make_data(orbit, cfg.noise.kind, cfg.noise.level, cfg.seed)
+    datamodule = TrajectoryDataModule(data)
+
+    torch.manual_seed(cfg.seed)
+    model = make_model(cfg.model, system.dim, cfg.trainer.epochs, cfg.trainer.log_every)
+    noisy_train = datamodule.train_batch[0]
+    losses = LossHistory(sink, datamodule.train_batch, datamodule.val_batch)
+    align = AlignmentCallback(noisy_train, profile.values, cfg.trainer.align_every, sink)
+    fit(model, datamodule, cfg.trainer, [losses, align])
+
+    with torch.no_grad():
+        attention = model.attention(noisy_train).numpy().astype(float)
+    p = cfg.analysis.perturb
+    pert = perturbation_test(system, orbit, profile.normals, attention, p.k, p.epsilon, p.horizon,
+                             cfg.system.rtol, cfg.system.atol)
+    sink({"perturb/low_over_high": pert.low_over_high}, model.epochs_done)
+    metrics = {**losses.final, **align.final, "perturb/low_over_high": pert.low_over_high}
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    artifacts = [write_attention_csv(out_dir / "attention.csv", system.state_names, data.t, data.clean,
+                                     data.noisy_train, attention, profile.values)]
+    config_path = out_dir / "config.yaml"
+    config_path.write_text(OmegaConf.to_yaml(cfg))
+    artifacts.append(config_path)
+    if cfg.analysis.figures:
+        artifacts += figures.write_all(out_dir, system, data.t, data.clean, data.noisy_train, attention,
+                                       profile.values, profile.kind, metrics, pert, p.epsilon)
+    return RunResult(metrics, artifacts)
+
+
+def write_attention_csv(path: Path, names: tuple[str, ...], t: np.ndarray, clean: np.ndarray,
+                        noisy: np.ndarray, attention: np.ndarray, sensitivity: np.ndarray) -> Path:
+    header = ["t", *names, *(f"noisy_{n}" for n in names), "attention", "sensitivity"]
+    table = np.column_stack([t, clean, noisy, attention, sensitivity])
+    with path.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(header)
+        writer.writerows(table.tolist())
+    return path

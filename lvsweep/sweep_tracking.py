@@ -1,0 +1,61 @@
+"""A Hydra callback that gives every multirun one MLflow parent run and a closing table.
+
+The parent's id travels to the jobs in an environment variable, which in-process launchers see
+directly and process-based launchers inherit when they start their workers.
+"""
+from __future__ import annotations
+
+import math
+import os
+from typing import Any, Optional
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from lvsweep.tracking import PARENT_RUN_ENV, PARENT_TAG, RunRecorder, open_store, resolve_uri
+
+FAILED_JOBS: list[str] = []  # read by the entry point to choose the exit status
+
+
+class MlflowSweepCallback(Callback):
+    def __init__(self) -> None:
+        self.parent: Optional[RunRecorder] = None
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        client, experiment_id = open_store(resolve_uri(config.tracking.uri), config.tracking.experiment)
+        overrides = " ".join(config.hydra.overrides.task)
+        self.parent = RunRecorder(client, experiment_id, run_name=f"sweep {overrides}".strip(),
+                                  tags={"lvsweep.kind": "sweep", "lvsweep.overrides": overrides,
+                                        "lvsweep.sweep_dir": str(config.hydra.sweep.dir)})
+        self.experiment_id = experiment_id
+        os.environ[PARENT_RUN_ENV] = self.parent.run_id
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if self.parent is None:
+            return
+        client = self.parent.client
+        children = client.search_runs([self.experiment_id],
+                                      filter_string=f"tags.`{PARENT_TAG}` = '{self.parent.run_id}'",
+                                      order_by=["attributes.start_time ASC"], max_results=10_000)
+        failed = [r.info.run_name for r in children if r.info.status != "FINISHED"]
+        FAILED_JOBS[:] = failed
+        scores = [r.data.metrics.get("align/anticorrelation", math.nan) for r in children]
+        finite = [s for s in scores if math.isfinite(s)]
+        summary = {"sweep/jobs": len(children), "sweep/failed": len(failed)}
+        if finite:
+            summary["sweep/best_anticorrelation"] = max(finite)
+        self.parent.log_metrics(summary, 0)
+        self.parent.finish(status="FINISHED" if len(failed) < len(children) or not children else "FAILED")
+        os.environ.pop(PARENT_RUN_ENV, None)
+        print(format_table(children, self.parent.run_id))
+
+    
+def format_table(children: list[Any], parent_id: str) -> str:
+    cols = ("align/pearson", "align/spearman", "perturb/low_over_high", "val/loss")
+    width = max([len(r.info.run_name or "") for r in children] + [3])
+    lines = [f"\nsweep parent run {parent_id}: {len(children)} jobs",
+             f"  {'job':<{width}}  {'status':<8}" + "".join(f"{c:>23}" for c in cols)]
+    for r in children:
+        values = "".join(f"{r.data.metrics.get(c, math.nan):>23.4g}" for c in cols)
+        lines.append(f"  {r.info.run_name:<{width}}  {r.info.status:<8}{values}")
+    return "\n".join(lines)

@@ -1,0 +1,61 @@
+"""What every dynamical system provides to the rest of the pipeline.
+
+Arrays put the state last (`x[..., d]`), so one implementation of the right-hand side serves a
+single state, a whole orbit and a batch of perturbed copies alike.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import ClassVar, Mapping, Optional, Sequence
+
+import numpy as np
+
+from lvsweep.errors import LvsweepError
+
+
+class DynamicalSystem(ABC):
+    """An autonomous ODE x' = f(x) with named states and named parameters."""
+
+    name: ClassVar[str]
+    param_names: ClassVar[tuple[str, ...]]
+
+    def __init__(self, params: Mapping[str, float], state_names: Sequence[str]) -> None:
+        unknown = sorted(set(params) - set(self.param_names))
+        missing = sorted(set(self.param_names) - set(params))
+        allowed = ", ".join(self.param_names)
+        if unknown:
+            raise LvsweepError(f"system.params.{unknown[0]}",
+                               f"unknown parameter of {self.name}; allowed: {allowed}")
+        if missing:
+            raise LvsweepError(f"system.params.{missing[0]}",
+                               f"missing parameter of {self.name}; required: {allowed}")
+        self.params = {k: float(params[k]) for k in self.param_names}
+        self.state_names = tuple(state_names)
+
+    @property
+    def dim(self) -> int:
+        return len(self.state_names)
+
+    @abstractmethod
+    def rhs(self, x: np.ndarray) -> np.ndarray:
+        """f(x), shape [..., d]."""
+
+    @abstractmethod
+    def jacobian(self, x: np.ndarray) -> np.ndarray:
+        """df/dx, shape [..., d, d]."""
+
+    def check_state(self, x: np.ndarray) -> Optional[str]:
+        """Why `x` lies outside the state space, or None if it is admissible."""
+        return None
+
+    def lyapunov(self, x: np.ndarray) -> Optional[np.ndarray]:
+        """A conserved or Lyapunov function V(x), shape [...], if the system has one."""
+        return None
+
+    def lyapunov_grad(self, x: np.ndarray) -> Optional[np.ndarray]:
+        """∇V(x), shape [..., d], if the system has a V."""
+        return None
+
+    def equilibrium(self) -> Optional[np.ndarray]:
+        """The interior fixed point the orbits circle, if any (used for reference lines in figures)."""
+        return None

@@ -1,0 +1,44 @@
+"""A Lightning Trainer configured for small full-batch models on the CPU.
+
+Everything that costs time per step without helping here (progress bar, checkpoints, the
+built-in logger, sanity validation, model summary) is off; metric histories go through our own
+batched sink instead of Lightning's logger, which would write to the store on every step.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+from typing import Any, Sequence
+
+import pytorch_lightning as pl
+import torch
+
+for _name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric", "lightning"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
+warnings.filterwarnings("ignore", message=r".*LeafSpec.*")
+warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+warnings.filterwarnings("ignore", message=r".*litlogger.*")
+
+
+def make_trainer(trainer_cfg: Any, callbacks: Sequence[pl.Callback]) -> pl.Trainer:
+    steps = math.ceil(trainer_cfg.epochs / trainer_cfg.log_every)
+    return pl.Trainer(
+        accelerator="cpu",
+        devices=1,
+        max_epochs=steps,  # one Lightning epoch = one batch = `log_every` full-batch epochs
+        check_val_every_n_epoch=max(1, round(trainer_cfg.val_every / trainer_cfg.log_every)),
+        callbacks=list(callbacks),
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        deterministic=False,
+    )
+
+
+def fit(model: pl.LightningModule, datamodule: pl.LightningDataModule, trainer_cfg: Any,
+        callbacks: Sequence[pl.Callback]) -> None:
+    torch.set_num_threads(trainer_cfg.threads)
+    make_trainer(trainer_cfg, callbacks).fit(model, datamodule=datamodule)
