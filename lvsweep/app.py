@@ -65,14 +65,20 @@ def run_job(cfg: DictConfig) -> float:
         if not multirun:
             raise
         print(f"  job failed: {describe(exc)}", file=sys.stderr)
-        return math.nan
+        return objective_value(cfg, {})
     print_summary(result, recorder.run_id, plain, out_dir, multirun)
-    return result.metrics[OBJECTIVE]
+    return objective_value(cfg, result.metrics)
+
+
+def objective_value(cfg: DictConfig, metrics: dict[str, float]) -> float | list[float]:
+    """The value(s) a sweeper optimises: NaN for a failed job, so the sweeper sees the failure."""
+    values = [metrics.get(name, math.nan) for name in cfg.objectives]
+    return values[0] if len(values) == 1 else values
 
 
 def open_run(plain: DictConfig, name: str, parent: Optional[str]) -> RunRecorder:
     client, experiment_id = open_store(resolve_uri(plain.tracking.uri), plain.tracking.experiment)
-    recorder = RunRecorder(client, experiment_id, name, parent)
+    recorder = RunRecorder(client, experiment_id, name, parent, tags=dict(plain.tracking.tags))
     recorder.log_params(flatten(OmegaConf.to_container(plain)))
     return recorder
 

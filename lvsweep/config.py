@@ -97,6 +97,8 @@ class TrackingConfig:
     uri: Optional[str] = None
     experiment: str = "lvsweep"
     run_name: Optional[str] = None
+    # Extra tags for the run (a sweeper adds e.g. its trial number here).
+    tags: Dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -108,6 +110,13 @@ class LvsweepConfig:
     analysis: AnalysisConfig = MISSING
     tracking: TrackingConfig = MISSING
     seed: int = 0
+    # What the task returns: one metric name for a single objective, several for multi-objective search.
+    objectives: List[str] = field(default_factory=lambda: ["align/anticorrelation"])
+
+
+# Final metrics every run logs; `objectives` must name some of them.
+RUN_METRICS = ("train/loss", "val/loss", "align/pearson", "align/spearman", "align/anticorrelation",
+               "perturb/low_over_high")
 
 
 def register_configs() -> None:
@@ -169,3 +178,6 @@ def validate(cfg: DictConfig | Any) -> None:
     _require(_finite(p.horizon) and p.horizon > 0, "analysis.perturb.horizon",
              f"must be a finite number > 0, got {p.horizon}")
     _require(bool(cfg.tracking.experiment), "tracking.experiment", "must be a non-empty name")
+    _require(len(cfg.objectives) >= 1, "objectives", f"must name at least one of: {', '.join(RUN_METRICS)}")
+    for name in cfg.objectives:
+        _require(name in RUN_METRICS, "objectives", f"unknown metric '{name}'; allowed: {', '.join(RUN_METRICS)}")
