@@ -10,7 +10,7 @@ import math
 import os
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -18,9 +18,11 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from lvsweep.config import register_configs, validate
-from lvsweep.errors import LvsweepError
-from lvsweep.pipeline import RunResult, run_experiment
-from lvsweep.tracking import PARENT_RUN_ENV, RunRecorder, flatten, open_store, resolve_uri
+from lvsweep.errors import LvsweepError, exit_with_error
+
+if TYPE_CHECKING:
+    from lvsweep.pipeline import RunResult
+    from lvsweep.tracking import RunRecorder
 
 OBJECTIVE = "align/anticorrelation"
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
@@ -31,6 +33,14 @@ register_configs()
 def plain_config(cfg: DictConfig) -> DictConfig:
     """The resolved config with enums as strings: what the pipeline reads and what is logged."""
     return OmegaConf.create(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
+
+
+def compose_config(*overrides: str) -> DictConfig:
+    """The plain config the CLI would build from these overrides, for scripts and tests in-process."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return plain_config(compose(config_name="config", overrides=list(overrides)))
 
 
 def run_name(cfg: DictConfig, multirun: bool) -> str:
@@ -44,11 +54,15 @@ def run_name(cfg: DictConfig, multirun: bool) -> str:
 def run_job(cfg: DictConfig) -> float:
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
     out_dir = Path(HydraConfig.get().runtime.output_dir)
-    parent = os.environ.get(PARENT_RUN_ENV) if multirun else None
     recorder: Optional[RunRecorder] = None
     try:
         validate(cfg)
         plain = plain_config(cfg)
+        # Imported only now: a typo or a bad value is reported before seconds of torch/mlflow imports.
+        from lvsweep.pipeline import run_experiment
+        from lvsweep.tracking import PARENT_RUN_ENV
+
+        parent = os.environ.get(PARENT_RUN_ENV) if multirun else None
         recorder = open_run(plain, run_name(cfg, multirun), parent)
         result = run_experiment(plain, recorder.log_metrics, out_dir)
         recorder.log_artifacts(result.artifacts, out_dir)
@@ -59,10 +73,12 @@ def run_job(cfg: DictConfig) -> float:
         raise
     except Exception as exc:
         if recorder is None and multirun:
-            recorder = record_failed_job(cfg, run_name(cfg, multirun), parent)
+            recorder = record_failed_job(cfg, run_name(cfg, multirun))
         if recorder is not None:
             recorder.finish(error=exc)
         if not multirun:
+            if isinstance(exc, LvsweepError):  # Hydra would add a report of its own to a raised error
+                exit_with_error(str(exc))
             raise
         print(f"  job failed: {describe(exc)}", file=sys.stderr)
         return objective_value(cfg, {})
@@ -77,16 +93,20 @@ def objective_value(cfg: DictConfig, metrics: dict[str, float]) -> float | list[
 
 
 def open_run(plain: DictConfig, name: str, parent: Optional[str]) -> RunRecorder:
+    from lvsweep.tracking import RunRecorder, flatten, open_store, resolve_uri
+
     client, experiment_id = open_store(resolve_uri(plain.tracking.uri), plain.tracking.experiment)
     recorder = RunRecorder(client, experiment_id, name, parent, tags=dict(plain.tracking.tags))
     recorder.log_params(flatten(OmegaConf.to_container(plain)))
     return recorder
 
 
-def record_failed_job(cfg: DictConfig, name: str, parent: Optional[str]) -> Optional[RunRecorder]:
+def record_failed_job(cfg: DictConfig, name: str) -> Optional[RunRecorder]:
     """A job rejected before its run opened still gets a (FAILED) run, so the sweep shows it."""
+    from lvsweep.tracking import PARENT_RUN_ENV
+
     try:
-        return open_run(plain_config(cfg), name, parent)
+        return open_run(plain_config(cfg), name, os.environ.get(PARENT_RUN_ENV))
     except Exception:  # the store itself is the problem: nothing can be recorded
         return None
 
@@ -102,6 +122,8 @@ def print_summary(result: RunResult, run_id: str, cfg: DictConfig, out_dir: Path
     if multirun:
         print(f"  {line}")
         return
+    from lvsweep.tracking import resolve_uri
+
     uri = resolve_uri(cfg.tracking.uri)
     print(
         f"\nlvsweep · {cfg.system.name} · noise {cfg.noise.kind} {cfg.noise.level:g} · "

@@ -11,7 +11,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 
-from lvsweep.alignment import alignment_metrics
+from lvsweep.alignment import alignment_metrics, pearson, spearman
 
 MetricSink = Callable[[Mapping[str, float], int], None]
 
@@ -61,7 +61,10 @@ class AlignmentCallback(pl.Callback):
     def measure(self, pl_module: Any) -> dict[str, float]:
         with torch.no_grad():
             attention = pl_module.attention(self.noisy).numpy()
-        return alignment_metrics(attention, self.sensitivity)
+        metrics = alignment_metrics(attention, self.sensitivity)
+        if hasattr(pl_module, "head_attention"):
+            metrics.update(head_metrics(pl_module, self.noisy, self.sensitivity))
+        return metrics
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: Any, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
@@ -75,3 +78,12 @@ class AlignmentCallback(pl.Callback):
         if pl_module.epochs_done != self.last_logged:
             self.sink(self.final, pl_module.epochs_done)
             self.last_logged = pl_module.epochs_done
+
+
+def head_metrics(pl_module: Any, noisy: torch.Tensor, sensitivity: np.ndarray) -> dict[str, float]:
+    """`align/pearson_head<h>`, `align/spearman_head<h>` (h from 0) for models with several heads."""
+    with torch.no_grad():
+        heads = pl_module.head_attention(noisy).numpy()
+    r, rho = pearson(heads, sensitivity), spearman(heads, sensitivity)
+    return {name: float(value[h]) for h in range(len(heads))
+            for name, value in ((f"align/pearson_head{h}", r), (f"align/spearman_head{h}", rho))}

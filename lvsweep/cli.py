@@ -15,7 +15,7 @@ from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, RangeSw
 from hydra.errors import HydraException, MissingConfigException, OverrideParseException
 from omegaconf.errors import OmegaConfBaseException
 
-from lvsweep.errors import LvsweepError
+from lvsweep.errors import LvsweepError, exit_with_error
 
 # `noise=<number or numeric sweep>` sets the level; `noise=<name>` still selects the noise kind.
 SHORTHANDS = {"noise": "noise.level"}
@@ -80,8 +80,7 @@ def main() -> None:
     try:
         task()
     except (LvsweepError, HydraException, OmegaConfBaseException) as exc:
-        print(f"lvsweep: error: {one_line(exc)}", file=sys.stderr)
-        sys.exit(2)
+        exit_with_error(one_line(exc))
     except KeyboardInterrupt:
         print("lvsweep: interrupted", file=sys.stderr)
         sys.exit(130)

@@ -66,6 +66,37 @@ class LinearModelConfig(ModelConfig):
     form: LinearForm = LinearForm.paper
 
 
+class AttentionReduce(str, Enum):
+    received = "received"
+    last_layer = "last_layer"
+    rollout = "rollout"
+
+
+@dataclass
+class AttentionConfig:
+    # How per-step attention is read from the maps: mean attention received over queries, heads and
+    # layers; the same for the last layer only; or attention rollout through the layers (transformer).
+    reduce: AttentionReduce = AttentionReduce.received
+
+
+@dataclass
+class MultiHeadModelConfig(ModelConfig):
+    name: str = "multihead"
+    heads: int = 4
+    width: int = 32
+    # Each step attends to steps within ±window/2; null or 0 = full attention (memory grows with T²).
+    window: Optional[int] = 64
+    dropout: float = 0.0
+    attention: AttentionConfig = field(default_factory=AttentionConfig)
+
+
+@dataclass
+class TransformerModelConfig(MultiHeadModelConfig):
+    name: str = "transformer"
+    layers: int = 2
+    ff_width: int = 64
+
+
 @dataclass
 class TrainerConfig:
     # One epoch is one full-batch optimisation step over the whole trajectory.
@@ -116,7 +147,7 @@ class LvsweepConfig:
 
 # Final metrics every run logs; `objectives` must name some of them.
 RUN_METRICS = ("train/loss", "val/loss", "align/pearson", "align/spearman", "align/anticorrelation",
-               "perturb/low_over_high")
+               "perturb/low_over_high", "val/r2", "val/noisy_mse")
 
 
 def register_configs() -> None:
@@ -126,6 +157,8 @@ def register_configs() -> None:
     cs.store(group="system", name="base_system", node=SystemConfig)
     cs.store(group="noise", name="base_noise", node=NoiseConfig)
     cs.store(group="model", name="base_linear", node=LinearModelConfig)
+    cs.store(group="model", name="base_multihead", node=MultiHeadModelConfig)
+    cs.store(group="model", name="base_transformer", node=TransformerModelConfig)
     cs.store(group="trainer", name="base_trainer", node=TrainerConfig)
     cs.store(group="analysis", name="base_analysis", node=AnalysisConfig)
     cs.store(group="tracking", name="base_tracking", node=TrackingConfig)
@@ -164,6 +197,8 @@ def validate(cfg: DictConfig | Any) -> None:
 
     _require(_finite(cfg.model.lr) and cfg.model.lr > 0, "model.lr",
              f"must be a finite number > 0, got {cfg.model.lr}")
+    if cfg.model.name in ("multihead", "transformer"):
+        validate_attention_model(cfg.model)
 
     t = cfg.trainer
     for name in ("epochs", "log_every", "val_every", "align_every", "threads"):
@@ -181,3 +216,24 @@ def validate(cfg: DictConfig | Any) -> None:
     _require(len(cfg.objectives) >= 1, "objectives", f"must name at least one of: {', '.join(RUN_METRICS)}")
     for name in cfg.objectives:
         _require(name in RUN_METRICS, "objectives", f"unknown metric '{name}'; allowed: {', '.join(RUN_METRICS)}")
+
+
+MAX_HEADS, MAX_WIDTH, MAX_LAYERS = 64, 1024, 16
+
+
+def validate_attention_model(m: DictConfig | Any) -> None:
+    """Ranges of the multi-head and transformer knobs (the config schema has already checked types)."""
+    _require(1 <= m.heads <= MAX_HEADS, "model.heads", f"must be an integer in [1, {MAX_HEADS}], got {m.heads}")
+    _require(m.heads <= m.width <= MAX_WIDTH and m.width % m.heads == 0, "model.width",
+             f"must be a multiple of model.heads ({m.heads}) in [{m.heads}, {MAX_WIDTH}], got {m.width}")
+    _require(m.window is None or m.window == 0 or m.window >= 2, "model.window",
+             f"must be null or 0 (full attention) or an integer >= 2, got {m.window}")
+    _require(_finite(m.dropout) and 0 <= m.dropout < 1, "model.dropout", f"must be in [0, 1), got {m.dropout}")
+    reduce = str(getattr(m.attention.reduce, "value", m.attention.reduce))
+    if m.name == "transformer":
+        _require(1 <= m.layers <= MAX_LAYERS, "model.layers",
+                 f"must be an integer in [1, {MAX_LAYERS}], got {m.layers}")
+        _require(m.ff_width >= 1, "model.ff_width", f"must be an integer >= 1, got {m.ff_width}")
+    else:
+        _require(reduce != "rollout", "model.attention.reduce",
+                 "rollout follows the residual path of the transformer; allowed for multihead: received, last_layer")

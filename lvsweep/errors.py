@@ -13,3 +13,11 @@ class LvsweepError(Exception):
         super().__init__(f"{field}: {problem}")
         self.field = field
         self.problem = problem
+
+
+def exit_with_error(message: str, status: int = 2) -> None:
+    """Report a user error as one line on stderr and leave with a non-zero status."""
+    import sys
+
+    print(f"lvsweep: error: {message}", file=sys.stderr)
+    raise SystemExit(status)

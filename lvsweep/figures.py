@@ -115,14 +115,41 @@ def perturbation(path: Path, pert: PerturbationResult, epsilon: float) -> Path:
     return _save(fig, path)
 
 
+def attention_heads(path: Path, t: np.ndarray, head_attention: np.ndarray, sensitivity: np.ndarray,
+                    metrics: dict[str, float], sensitivity_name: str) -> Path:
+    """One panel per head: its per-step attention against the sensitivity, with the head's ρ.
+
+    Heads can specialise (one tracking the flat stretches, another the steep ones), which the
+    head-averaged attention would hide.
+    """
+    n = len(head_attention)
+    fig, axes = plt.subplots(n, 1, figsize=(9, 1.9 * n + 0.6), sharex=True, squeeze=False)
+    for h, ax in enumerate(axes[:, 0]):
+        ax.plot(t, _minmax(sensitivity), color="tab:orange", lw=1.1, label=f"{sensitivity_name} (normalised)")
+        ax.plot(t, _minmax(head_attention[h]), color="black", lw=1.0, label="attention (normalised)")
+        rho = metrics.get(f"align/spearman_head{h}", np.nan)
+        r = metrics.get(f"align/pearson_head{h}", np.nan)
+        ax.set_ylabel(f"head {h}")
+        ax.set_title(f"head {h}: Pearson r = {r:+.3f}   Spearman ρ = {rho:+.3f}", fontsize=9)
+    axes[0, 0].legend(loc="upper right", fontsize=8)
+    axes[-1, 0].set_xlabel("t")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
 def write_all(out_dir: Path, system: DynamicalSystem, t: np.ndarray, clean: np.ndarray, noisy: np.ndarray,
               attention: np.ndarray, sensitivity: np.ndarray, sensitivity_name: str, metrics: dict[str, float],
-              pert: PerturbationResult, epsilon: float) -> list[Path]:
+              pert: PerturbationResult, epsilon: float, head_attention: np.ndarray | None = None) -> list[Path]:
+    """Every figure of a run; `attention_heads.png` only for models that report per-head attention."""
     fig_dir = out_dir / "figures"
-    return [
+    paths = [
         timeseries(fig_dir / "timeseries.png", t, clean, noisy, system.state_names, attention, pert),
         phase_portrait(fig_dir / "phase_portrait.png", system, clean, noisy, attention),
         attention_vs_sensitivity(fig_dir / "attention_vs_sensitivity.png", t, attention, sensitivity,
                                  metrics["align/pearson"], metrics["align/spearman"], sensitivity_name),
         perturbation(fig_dir / "perturbation.png", pert, epsilon),
     ]
+    if head_attention is not None:
+        paths.append(attention_heads(fig_dir / "attention_heads.png", t, head_attention, sensitivity, metrics,
+                                     sensitivity_name))
+    return paths

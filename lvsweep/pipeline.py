@@ -19,6 +19,7 @@ from lvsweep.callbacks import AlignmentCallback, LossHistory, MetricSink
 from lvsweep.data import TrajectoryDataModule, make_data
 from lvsweep.models import make_model
 from lvsweep.perturbation import perturbation_test
+from lvsweep.reconstruction import reconstruction_metrics
 from lvsweep.sensitivity import sensitivity_profile
 from lvsweep.simulate import simulate
 from lvsweep.systems import make_system
@@ -47,11 +48,15 @@ def run_experiment(cfg: Any, sink: MetricSink, out_dir: Path) -> RunResult:
 
     with torch.no_grad():
         attention = model.attention(noisy_train).numpy().astype(float)
+        heads = (model.head_attention(noisy_train).numpy().astype(float)
+                 if hasattr(model, "head_attention") else None)
+    recon = reconstruction_metrics(model, datamodule.val_batch)
+    sink(recon, model.epochs_done)
     p = cfg.analysis.perturb
     pert = perturbation_test(system, orbit, profile.normals, attention, p.k, p.epsilon, p.horizon,
                              cfg.system.rtol, cfg.system.atol)
     sink({"perturb/low_over_high": pert.low_over_high}, model.epochs_done)
-    metrics = {**losses.final, **align.final, "perturb/low_over_high": pert.low_over_high}
+    metrics = {**losses.final, **recon, **align.final, "perturb/low_over_high": pert.low_over_high}
 
     out_dir.mkdir(parents=True, exist_ok=True)
     artifacts = [write_attention_csv(out_dir / "attention.csv", system.state_names, data.t, data.clean,
@@ -61,7 +66,7 @@ def run_experiment(cfg: Any, sink: MetricSink, out_dir: Path) -> RunResult:
     artifacts.append(config_path)
     if cfg.analysis.figures:
         artifacts += figures.write_all(out_dir, system, data.t, data.clean, data.noisy_train, attention,
-                                       profile.values, profile.kind, metrics, pert, p.epsilon)
+                                       profile.values, profile.kind, metrics, pert, p.epsilon, heads)
     return RunResult(metrics, artifacts)
 
 

@@ -23,16 +23,17 @@ class SensitivityProfile:
     normals: np.ndarray  # [T, d], unit vectors used for the perturbation kicks
 
 
-def signed_area(x: np.ndarray) -> float:
-    """Shoelace area of a planar closed-ish curve: > 0 when it turns counter-clockwise."""
-    return 0.5 * float(np.sum(x[:-1, 0] * x[1:, 1] - x[1:, 0] * x[:-1, 1]))
+def turns_counter_clockwise(x: np.ndarray, f: np.ndarray) -> bool:
+    """Whether the flow circles the orbit's centroid counter-clockwise (mean angular momentum > 0)."""
+    r = x - x.mean(axis=0)
+    return float(np.mean(r[:, 0] * f[:, 1] - r[:, 1] * f[:, 0])) > 0
 
 
 def outward_normals(system: DynamicalSystem, x: np.ndarray) -> np.ndarray:
     """Unit normals pointing away from the region the orbit encloses."""
     f = system.rhs(x)
     if system.dim == 2:
-        turn = 1.0 if signed_area(x) > 0 else -1.0  # counter-clockwise: outside is on the right
+        turn = 1.0 if turns_counter_clockwise(x, f) else -1.0  # counter-clockwise: outside is on the right
         n = turn * np.stack([f[:, 1], -f[:, 0]], axis=-1)
     else:
         grad = system.lyapunov_grad(x)

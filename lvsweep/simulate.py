@@ -41,11 +41,9 @@ def integrate(system: DynamicalSystem, x0: np.ndarray, t_eval: np.ndarray,
                         t_eval=t_eval, rtol=rtol, atol=atol, events=blow_up)
     if sol.status != 0 or sol.y.shape[1] != len(t_eval) or not np.all(np.isfinite(sol.y)):
         t_fail = sol.t[-1] if sol.t.size else t_eval[0]
-        raise LvsweepError(
-            "system",
-            f"the ODE of {system.name} blew up near t={t_fail:.3g} (|x| > {BLOW_UP:g} or solver failure: "
-            f"{sol.message}); choose system.params and system.start that give bounded orbits",
-        )
+        what = f"|x| exceeded {BLOW_UP:g}" if sol.status == 1 else f"the solver failed: {sol.message}"
+        raise LvsweepError("system", f"the {system.name} ODE blew up near t={t_fail:.3g} ({what}); "
+                                     "choose system.params and system.start that give bounded orbits")
     return sol.y.reshape(k, d, -1).transpose(0, 2, 1)
 
 

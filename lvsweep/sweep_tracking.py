@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from lvsweep.tracking import PARENT_RUN_ENV, PARENT_TAG, RunRecorder, open_store, resolve_uri
+if TYPE_CHECKING:
+    from lvsweep.tracking import RunRecorder
 
 FAILED_JOBS: list[str] = []  # read by the entry point to choose the exit status
 
@@ -22,6 +23,8 @@ class MlflowSweepCallback(Callback):
         self.parent: Optional[RunRecorder] = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from lvsweep.tracking import PARENT_RUN_ENV, RunRecorder, open_store, resolve_uri
+
         client, experiment_id = open_store(resolve_uri(config.tracking.uri), config.tracking.experiment)
         overrides = " ".join(config.hydra.overrides.task)
         self.parent = RunRecorder(client, experiment_id, run_name=f"sweep {overrides}".strip(),
@@ -31,6 +34,8 @@ class MlflowSweepCallback(Callback):
         os.environ[PARENT_RUN_ENV] = self.parent.run_id
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        from lvsweep.tracking import PARENT_RUN_ENV, PARENT_TAG
+
         if self.parent is None:
             return
         client = self.parent.client
@@ -49,7 +54,7 @@ class MlflowSweepCallback(Callback):
         os.environ.pop(PARENT_RUN_ENV, None)
         print(format_table(children, self.parent.run_id))
 
-    
+
 def format_table(children: list[Any], parent_id: str) -> str:
     cols = ("align/pearson", "align/spearman", "perturb/low_over_high", "val/loss")
     width = max([len(r.info.run_name or "") for r in children] + [3])

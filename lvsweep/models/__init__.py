@@ -6,13 +6,24 @@ from typing import Any
 from lvsweep.errors import LvsweepError
 from lvsweep.models.base import AttentionModel
 from lvsweep.models.linear import LinearAttention
+from lvsweep.models.multihead import MultiHeadAttention
+from lvsweep.models.transformer import TransformerAttention
+
+MODELS = ("linear", "multihead", "transformer")
 
 
 def make_model(model_cfg: Any, dim: int, epochs: int, epochs_per_step: int) -> AttentionModel:
     common = dict(lr=float(model_cfg.lr), epochs=epochs, epochs_per_step=epochs_per_step)
     if model_cfg.name == "linear":
         return LinearAttention(dim, form=model_cfg.form, **common)
-    raise LvsweepError("model.name", f"unknown model '{model_cfg.name}'; allowed: linear")
+    if model_cfg.name in ("multihead", "transformer"):
+        common.update(heads=int(model_cfg.heads), width=int(model_cfg.width), window=model_cfg.window,
+                      dropout=float(model_cfg.dropout), reduce=str(model_cfg.attention.reduce))
+        if model_cfg.name == "multihead":
+            return MultiHeadAttention(dim, **common)
+        return TransformerAttention(dim, layers=int(model_cfg.layers), ff_width=int(model_cfg.ff_width),
+                                    **common)
+    raise LvsweepError("model.name", f"unknown model '{model_cfg.name}'; allowed: {', '.join(MODELS)}")
 
 
-__all__ = ["AttentionModel", "LinearAttention", "make_model"]
+__all__ = ["AttentionModel", "LinearAttention", "MultiHeadAttention", "TransformerAttention", "make_model"]

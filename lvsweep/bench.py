@@ -1,0 +1,144 @@
+"""Speed, measured side by side in one process: `python -m lvsweep.bench`.
+
+Timings on shared machines drift, so every comparison is a ratio of runs interleaved in the same
+process (median of `--repeats`), never an absolute number checked by a test.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Callable
+
+import pytorch_lightning as pl
+import torch
+
+from lvsweep.app import compose_config
+from lvsweep.callbacks import AlignmentCallback, LossHistory
+from lvsweep.data import TrajectoryDataModule, make_data
+from lvsweep.models import LinearAttention
+from lvsweep.sensitivity import sensitivity_profile
+from lvsweep.simulate import simulate
+from lvsweep.systems import make_system
+from lvsweep.training import fit, make_trainer
+
+
+def bare_loop(dm: TrajectoryDataModule, epochs: int, lr: float) -> float:
+    """The same model, optimiser and full-batch steps, with nothing around them."""
+    torch.manual_seed(0)
+    model = LinearAttention(2, lr=lr)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    start = time.perf_counter()
+    for _ in range(epochs):
+        opt.zero_grad(set_to_none=True)
+        loss = model.loss(dm.train_batch)
+        loss.backward()
+        opt.step()
+    return time.perf_counter() - start
+
+
+class _DefaultLightning(LinearAttention):
+    """The textbook Lightning version: automatic optimisation, one Lightning step per epoch."""
+
+    def __init__(self, lr: float) -> None:
+        super().__init__(2, lr=lr)
+        self.automatic_optimization = True
+
+    def training_step(self, batch, batch_idx):  # type: ignore[override]
+        return self.loss(batch)
+
+
+def lightning_textbook(dm: TrajectoryDataModule, epochs: int, lr: float, lean: bool) -> float:
+    """Default Trainer (its CSV logger, checkpointing), or `lean`: lvsweep's Trainer flags but
+    still automatic optimisation and one Lightning step per epoch."""
+    torch.manual_seed(0)
+    model = _DefaultLightning(lr)
+    with tempfile.TemporaryDirectory() as tmp:
+        if lean:
+            trainer = make_trainer(SimpleNamespace(epochs=epochs, log_every=1, val_every=epochs), [])
+        else:
+            trainer = pl.Trainer(max_epochs=epochs, default_root_dir=tmp, enable_progress_bar=False,
+                                 limit_val_batches=0)
+        start = time.perf_counter()
+        trainer.fit(model, train_dataloaders=dm.train_dataloader())
+        return time.perf_counter() - start
+
+
+def framework(dm: TrajectoryDataModule, cfg, sensitivity) -> float:
+    """lvsweep's own training: Lightning with validation, loss history and the alignment callback."""
+    torch.manual_seed(0)
+    model = LinearAttention(2, lr=cfg.model.lr, epochs=cfg.trainer.epochs, epochs_per_step=cfg.trainer.log_every)
+    sink: list = []
+    callbacks = [LossHistory(lambda m, s: sink.append((m, s)), dm.train_batch, dm.val_batch),
+                 AlignmentCallback(dm.train_batch[0], sensitivity, cfg.trainer.align_every,
+                                   lambda m, s: sink.append((m, s)))]
+    start = time.perf_counter()
+    fit(model, dm, cfg.trainer, callbacks)
+    return time.perf_counter() - start
+
+
+def median_times(fns: dict[str, Callable[[], float]], repeats: int) -> dict[str, float]:
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeats):  # interleaved, so drift on a shared machine hits all variants alike
+        for name, fn in fns.items():
+            times[name].append(fn())
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def cli_wall_time(args: list[str], cwd: Path) -> float:
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "lvsweep", *args], cwd=cwd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(proc.stderr)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--skip-cli", action="store_true", help="only the in-process training comparison")
+    args = parser.parse_args()
+
+    warnings.filterwarnings("ignore")  # Lightning's advice for the textbook variant is noise here
+    cfg = compose_config()
+    torch.set_num_threads(cfg.trainer.threads)
+    orbit = simulate(cfg.system)
+    dm = TrajectoryDataModule(make_data(orbit, cfg.noise.kind, cfg.noise.level, cfg.seed))
+    sensitivity = sensitivity_profile(cfg.analysis.sensitivity, make_system(cfg.system), orbit).values
+    epochs, lr = cfg.trainer.epochs, cfg.model.lr
+    framework(dm, cfg, sensitivity)  # warm-up: first-call costs are not training costs
+    t = median_times({
+        "bare": lambda: bare_loop(dm, epochs, lr),
+        "textbook": lambda: lightning_textbook(dm, epochs, lr, lean=False),
+        "lean": lambda: lightning_textbook(dm, epochs, lr, lean=True),
+        "lvsweep": lambda: framework(dm, cfg, sensitivity),
+    }, args.repeats)
+    print(f"training, linear model, T={cfg.system.n_steps}, {epochs} full-batch Adam epochs "
+          f"(median of {args.repeats}, threads={cfg.trainer.threads})")
+    rows = [("bare PyTorch loop", "bare"),
+            ("Lightning, default Trainer (logger, checkpoints)", "textbook"),
+            ("Lightning, lean Trainer, 1 epoch per step", "lean"),
+            ("lvsweep: lean, manual optimisation, 10 epochs/step, callbacks", "lvsweep")]
+    for label, key in rows:
+        print(f"  {label:<64}{t[key]:7.3f} s   {t[key] / t['bare']:5.2f}x")
+    print("  target for lvsweep: <= 1.50x")
+    if args.skip_cli:
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        cold = cli_wall_time([], Path(tmp))
+        warm = cli_wall_time([], Path(tmp))
+        sweep = cli_wall_time(["-m", "noise=0,1,2,4"], Path(tmp))
+    print("end to end, wall time including imports")
+    print(f"  python -m lvsweep (new store)          {cold:6.2f} s   target <= 15 s")
+    print(f"  python -m lvsweep (store exists)       {warm:6.2f} s")
+    print(f"  python -m lvsweep -m noise=0,1,2,4     {sweep:6.2f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,126 @@
+"""The real CLI in a temp dir, read back from the real SQLite MLflow store."""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from tests.conftest import QUICK, run_cli, store_uri
+
+METRICS = {"train/loss", "val/loss", "align/pearson", "align/spearman", "align/anticorrelation",
+           "perturb/low_over_high"}
+FIGURES = {"timeseries.png", "phase_portrait.png", "attention_vs_sensitivity.png", "perturbation.png"}
+
+
+def runs(cwd: Path, client: MlflowClient | None = None) -> list:
+    client = client or MlflowClient(tracking_uri=store_uri(cwd))
+    exp = client.get_experiment_by_name("lvsweep")
+    return client.search_runs([exp.experiment_id], order_by=["attributes.start_time ASC"]) if exp else []
+
+
+@pytest.fixture(scope="module")
+def single_run(tmp_path_factory):
+    cwd = tmp_path_factory.mktemp("single")
+    proc = run_cli(cwd, *QUICK)
+    assert proc.returncode == 0, proc.stderr
+    return cwd, proc
+
+
+def test_single_run_records_params_metrics_and_artifacts(single_run):
+    cwd, proc = single_run
+    client = MlflowClient(tracking_uri=store_uri(cwd))
+    (run,) = runs(cwd, client)
+    assert run.info.status == "FINISHED"
+    assert METRICS <= set(run.data.metrics)
+    assert run.data.metrics["align/anticorrelation"] == pytest.approx(-run.data.metrics["align/spearman"])
+    p = run.data.params
+    assert (p["system.name"], p["noise.level"], p["model.name"], p["model.lr"], p["seed"]) == \
+        ("lotka_volterra", "2.0", "linear", "0.01", "0")
+    assert p["system.params.alpha"] == "1.0" and p["trainer.epochs"] == "40"
+    history = client.get_metric_history(run.info.run_id, "train/loss")
+    assert len(history) >= 4 and history[0].value > history[-1].value  # it trained, and logged a history
+    assert len(client.get_metric_history(run.info.run_id, "align/spearman")) >= 1
+
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"attention.csv", "config.yaml", "figures"} <= artifacts
+    assert FIGURES <= {Path(a.path).name for a in client.list_artifacts(run.info.run_id, "figures")}
+    local = Path(client.download_artifacts(run.info.run_id, "attention.csv", str(cwd)))
+    with local.open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert list(rows[0]) == ["t", "prey", "predator", "noisy_prey", "noisy_predator", "attention", "sensitivity"]
+    assert len(rows) == 300 and sum(float(r["attention"]) for r in rows) == pytest.approx(1.0, abs=1e-4)
+    # The artifacts live under mlruns/artifacts of the launch directory, beside the database.
+    assert (cwd / "mlruns" / "artifacts").is_dir()
+
+
+def test_single_run_prints_summary_and_fills_hydra_run_dir(single_run):
+    cwd, proc = single_run
+    out = proc.stdout
+    for needle in ("Pearson r =", "Spearman ρ =", "perturb/low_over_high =", "reconstruction loss",
+                   "mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db"):
+        assert needle in out
+    (run_dir,) = (cwd / "outputs" / "runs").glob("*/*")
+    assert FIGURES <= {p.name for p in (run_dir / "figures").iterdir()}
+    assert "noise:" in (run_dir / "config.yaml").read_text()
+    assert f"figures: {run_dir / 'figures'}" in out
+
+
+def test_noise_multirun_makes_parent_and_children_and_survives_a_failed_job(tmp_path):
+    proc = run_cli(tmp_path, "-m", "noise=0,2,-1", *QUICK, "analysis.figures=false")
+    assert proc.returncode == 1  # one job failed, the others ran
+    assert "1 job(s) failed" in proc.stderr and "noise.level: must be" in proc.stderr
+    all_runs = runs(tmp_path)
+    parents = [r for r in all_runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in all_runs if "mlflow.parentRunId" in r.data.tags]
+    assert len(parents) == 1 and len(children) == 3
+    assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parents[0].info.run_id}
+    by_level = {r.data.params["noise.level"]: r for r in children}
+    assert set(by_level) == {"0.0", "2.0", "-1.0"}
+    for level in ("0.0", "2.0"):
+        assert by_level[level].info.status == "FINISHED" and METRICS <= set(by_level[level].data.metrics)
+    assert by_level["0.0"].data.metrics["align/spearman"] != by_level["2.0"].data.metrics["align/spearman"]
+    failed = by_level["-1.0"]
+    assert failed.info.status == "FAILED" and "noise.level" in failed.data.tags["lvsweep.error"]
+    assert parents[0].info.status == "FINISHED" and parents[0].data.metrics["sweep/failed"] == 1
+
+
+def test_noise_shorthand_keeps_kind_selection_and_direct_level(tmp_path):
+    proc = run_cli(tmp_path, "noise=multiplicative", "noise.level=0.05", *QUICK, "analysis.figures=false")
+    assert proc.returncode == 0, proc.stderr
+    (run,) = runs(tmp_path)
+    assert (run.data.params["noise.kind"], run.data.params["noise.level"]) == ("multiplicative", "0.05")
+
+
+@pytest.mark.parametrize("override, message", [
+    ("noise=foo", "noise: unknown option 'foo'; allowed: gaussian, multiplicative, none"),
+    ("noise.levl=3", "noise.levl: Key 'levl' not in 'NoiseConfig'; allowed: kind, level"),
+    ("noise.level=-1", "noise.level: must be a finite number >= 0"),
+    ("model.lr=0", "model.lr: must be a finite number > 0"),
+    ("trainer.epochs=0", "trainer.epochs: must be an integer >= 1"),
+    ("model.form=bad", "model.form: Invalid value 'bad', expected one of [paper, scaled]"),
+    ("system.start=[-1.0,5.0]", "system.start: [-1.0, 5.0] is outside the state space"),
+    ("tracking.uri=sqlite:///no/such/dir/x.db", "tracking.uri: the store's directory no/such/dir does not exist"),
+])
+def test_bad_input_fails_fast_with_one_line_naming_the_field(tmp_path, override, message):
+    proc = run_cli(tmp_path, override, *QUICK)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"lvsweep: error: {message}")
+    assert not (tmp_path / "mlruns").exists() or not runs(tmp_path)  # rejected before any work
+
+
+@pytest.mark.parametrize("override, message", [
+    ("system.params.beta=-0.1", "system: the lotka_volterra ODE blew up"),
+    ("noise.level=1e300", "train/loss: became nan"),
+])
+def test_failures_during_a_run_are_recorded_and_lose_nothing(tmp_path, override, message):
+    assert run_cli(tmp_path, *QUICK, "analysis.figures=false").returncode == 0
+    proc = run_cli(tmp_path, *QUICK, override)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"lvsweep: error: {message}")
+    first, second = runs(tmp_path)
+    assert first.info.status == "FINISHED" and METRICS <= set(first.data.metrics)
+    assert second.info.status == "FAILED" and message in second.data.tags["lvsweep.error"]
