@@ -56,11 +56,12 @@ class MlflowSweepCallback(Callback):
 
 
 def format_table(children: list[Any], parent_id: str) -> str:
-    cols = ("align/pearson", "align/spearman", "perturb/low_over_high", "val/loss")
+    cols = {"pearson": "align/pearson", "spearman": "align/spearman", "low/high": "perturb/low_over_high",
+            "val/loss": "val/loss"}
     width = max([len(r.info.run_name or "") for r in children] + [3])
     lines = [f"\nsweep parent run {parent_id}: {len(children)} jobs",
-             f"  {'job':<{width}}  {'status':<8}" + "".join(f"{c:>23}" for c in cols)]
+             f"  {'job':<{width}}  {'status':<8}" + "".join(f"{c:>10}" for c in cols)]
     for r in children:
-        values = "".join(f"{r.data.metrics.get(c, math.nan):>23.4g}" for c in cols)
+        values = "".join(f"{r.data.metrics.get(key, math.nan):>10.4g}" for key in cols.values())
         lines.append(f"  {r.info.run_name:<{width}}  {r.info.status:<8}{values}")
     return "\n".join(lines)

@@ -2,6 +2,14 @@
 from __future__ import annotations
 
 import csv
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -67,8 +75,14 @@ def test_single_run_prints_summary_and_fills_hydra_run_dir(single_run):
     assert f"figures: {run_dir / 'figures'}" in out
 
 
-def test_noise_multirun_makes_parent_and_children_and_survives_a_failed_job(tmp_path):
-    proc = run_cli(tmp_path, "-m", "noise=0,2,-1", *QUICK, "analysis.figures=false")
+@pytest.fixture(scope="module")
+def noise_sweep(tmp_path_factory):
+    cwd = tmp_path_factory.mktemp("sweep")
+    return cwd, run_cli(cwd, "-m", "noise=0,2,-1", *QUICK, "analysis.figures=false")
+
+
+def test_noise_multirun_makes_parent_and_children_and_survives_a_failed_job(noise_sweep):
+    tmp_path, proc = noise_sweep
     assert proc.returncode == 1  # one job failed, the others ran
     assert "1 job(s) failed" in proc.stderr and "noise.level: must be" in proc.stderr
     all_runs = runs(tmp_path)
@@ -124,3 +138,49 @@ def test_failures_during_a_run_are_recorded_and_lose_nothing(tmp_path, override,
     first, second = runs(tmp_path)
     assert first.info.status == "FINISHED" and METRICS <= set(first.data.metrics)
     assert second.info.status == "FAILED" and message in second.data.tags["lvsweep.error"]
+
+
+def test_mlflow_server_serves_the_sweep_over_rest(noise_sweep):
+    cwd, _ = noise_sweep
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri", store_uri(cwd),
+                               "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+                              cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                urllib.request.urlopen(f"{base}/health", timeout=2)
+                break
+            except OSError:
+                assert server.poll() is None and time.monotonic() < deadline, "mlflow server did not start"
+                time.sleep(0.5)
+        exp = _get(f"{base}/api/2.0/mlflow/experiments/get-by-name?experiment_name=lvsweep")["experiment"]
+        found = _post(f"{base}/api/2.0/mlflow/runs/search", {"experiment_ids": [exp["experiment_id"]]})["runs"]
+        assert len(found) == 4  # the parent and three jobs
+        local = {r.info.run_id: r for r in runs(cwd)}
+        for run in found:
+            metrics = {m["key"]: m["value"] for m in run["data"].get("metrics", [])}
+            expected = local[run["info"]["run_id"]].data.metrics
+            assert metrics == pytest.approx(expected)
+        finished = [r for r in found if r["info"]["status"] == "FINISHED" and
+                    any(t["key"] == "mlflow.parentRunId" for t in r["data"].get("tags", []))]
+        assert len(finished) == 2 and all("align/spearman" in {m["key"] for m in r["data"]["metrics"]}
+                                          for r in finished)
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+def _get(url: str) -> dict:
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        return json.load(resp)
+
+
+def _post(url: str, body: dict) -> dict:
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return json.load(resp)
