@@ -184,6 +184,9 @@ def validate(cfg: DictConfig | Any) -> None:
         f"must have {d} values, one per state ({', '.join(s.state_names)}); got {len(s.start)}",
     )
     _require(all(_finite(v) for v in s.start), "system.start", "values must be finite numbers")
+    from lvsweep.systems import check_start, make_system  # numpy only: cheap
+
+    check_start(make_system(s), list(s.start))
     for name, value in s.params.items():
         _require(_finite(value), f"system.params.{name}", f"must be a finite number, got {value}")
     _require(_finite(s.t_end) and s.t_end > s.t_start, "system.t_end",

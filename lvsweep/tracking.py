@@ -6,6 +6,7 @@ run measured before it failed is lost.
 """
 from __future__ import annotations
 
+import logging
 import os
 import time
 from pathlib import Path
@@ -17,6 +18,8 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from lvsweep.errors import LvsweepError
+
+logging.getLogger("mlflow").setLevel(logging.WARNING)  # store creation and migration chatter
 
 DEFAULT_URI = "sqlite:///mlruns/mlflow.db"
 PARENT_RUN_ENV = "LVSWEEP_PARENT_RUN_ID"

@@ -118,7 +118,7 @@ def test_noise_shorthand_keeps_kind_selection_and_direct_level(tmp_path):
     ("tracking.uri=sqlite:///no/such/dir/x.db", "tracking.uri: the store's directory no/such/dir does not exist"),
 ])
 def test_bad_input_fails_fast_with_one_line_naming_the_field(tmp_path, override, message):
-    proc = run_cli(tmp_path, override, *QUICK)
+    proc = run_cli(tmp_path, *QUICK, override)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"lvsweep: error: {message}")

@@ -1,7 +1,9 @@
 """System registry: a new system is one module here plus one YAML file in conf/system/."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
+
+import numpy as np
 
 from lvsweep.errors import LvsweepError
 from lvsweep.systems.base import DynamicalSystem
@@ -18,4 +20,10 @@ def make_system(cfg: Any) -> DynamicalSystem:
     return cls(dict(cfg.params), list(cfg.state_names))
 
 
-__all__ = ["DynamicalSystem", "SYSTEMS", "make_system"]
+def check_start(system: DynamicalSystem, start: Sequence[float]) -> None:
+    problem = system.check_state(np.asarray(start, dtype=float))
+    if problem:
+        raise LvsweepError("system.start", f"{list(start)} is outside the state space: {problem}")
+
+
+__all__ = ["DynamicalSystem", "SYSTEMS", "check_start", "make_system"]
