@@ -1,0 +1,39 @@
+"""The sweeper's config schema, registered as `hydra/sweeper: optuna`.
+
+Field names follow the upstream hydra-optuna-sweeper so its configs and habits carry over; the
+sampler stays a plain `_target_` mapping (not instantiated by Hydra) because the sweeper builds a
+freshly seeded sampler for every trial. (No `from __future__ import annotations`: Hydra runs this
+module before registering it in `sys.modules`, where dataclasses look string annotations up.)
+"""
+from dataclasses import dataclass, field
+from typing import Any, Dict, Optional
+
+from hydra.core.config_store import ConfigStore
+
+DEFAULT_STORAGE = "sqlite:///mlruns/optuna.db"
+
+
+@dataclass
+class OptunaSweeperConf:
+    _target_: str = "hydra_plugins.lvsweep_optuna_sweeper._impl.OptunaSweeper"
+    # Keep `sampler` and `params` as configs: the sweeper instantiates the sampler itself.
+    _recursive_: bool = False
+    # "maximize" / "minimize", or a list of them (one per entry of `objectives`) for multi-objective.
+    direction: Any = "maximize"
+    # Database URL of the study (null: in memory, nothing kept); SQLite directories are created.
+    storage: Optional[str] = DEFAULT_STORAGE
+    # Same name + same storage = same study: rerunning continues it, concurrent workers share it.
+    study_name: Optional[str] = None
+    # Trials this invocation adds to the study.
+    n_trials: int = 20
+    # Trials asked at once and launched as one batch through the Hydra launcher.
+    n_jobs: int = 1
+    # Any optuna sampler; a `seed` is mixed with each trial's number so resumed and parallel runs differ.
+    sampler: Dict[str, Any] = field(
+        default_factory=lambda: {"_target_": "optuna.samplers.TPESampler", "seed": 0})
+    # Search space in Hydra's sweep syntax: interval(...), choice(...), range(...), tag(log, ...).
+    params: Dict[str, Any] = field(default_factory=dict)
+
+
+ConfigStore.instance().store(group="hydra/sweeper", name="optuna", node=OptunaSweeperConf,
+                             provider="lvsweep_optuna_sweeper")

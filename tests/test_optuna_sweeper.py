@@ -1,0 +1,171 @@
+"""The Optuna sweeper through the real CLI, a real SQLite study and the real MLflow store.
+
+Each CLI process costs seconds of imports, so the end-to-end checks share invocations: one
+study is run, then continued by two workers at once; a second study covers failures and
+multi-objective search.
+"""
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from mlflow.tracking import MlflowClient
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.trial import TrialState
+
+from hydra_plugins.lvsweep_optuna_sweeper._impl import format_value, parse_search_space, to_distribution
+from lvsweep.errors import LvsweepError
+from tests.conftest import run_cli, store_uri
+
+QUICK = ["trainer.epochs=20", "system.n_steps=200", "analysis.figures=false", "analysis.perturb.k=3"]
+OBJECTIVE = "align/anticorrelation"
+
+
+def start_cli(cwd: Path, *args: str) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "LVSWEEP_PARENT_RUN_ID")}
+    return subprocess.Popen([sys.executable, "-m", "lvsweep", *args], cwd=cwd, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def load_study(cwd: Path, name: str) -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{cwd}/mlruns/optuna.db")
+
+
+def mlflow_runs(cwd: Path) -> tuple[list, list]:
+    """(parent runs, child runs) of the lvsweep experiment."""
+    client = MlflowClient(tracking_uri=store_uri(cwd))
+    runs = client.search_runs([client.get_experiment_by_name("lvsweep").experiment_id], max_results=1000)
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    return [r for r in runs if r not in children], children
+
+
+# ---------------------------------------------------------------- search-space parser (in process)
+
+def parse_one(spec: str):
+    return to_distribution("x", OverridesParser.create().parse_override(f"x={spec}").value())
+
+
+@pytest.mark.parametrize("spec, expected", [
+    ("interval(0, 4)", FloatDistribution(0.0, 4.0)),
+    ("tag(log, interval(1e-4, 1e-1))", FloatDistribution(1e-4, 1e-1, log=True)),
+    ("tag(int, interval(1, 8))", IntDistribution(1, 8)),
+    ("range(1, 10, 2)", IntDistribution(1, 9, step=2)),  # Hydra's range is half-open
+    ("range(0, 1, 0.25)", FloatDistribution(0.0, 0.75, step=0.25)),
+    ("tag(log, range(1, 65))", IntDistribution(1, 64, log=True)),
+    ("choice(linear, multihead)", CategoricalDistribution(["linear", "multihead"])),
+    ("1,2,4", CategoricalDistribution([1, 2, 4])),
+])
+def test_sweep_syntax_maps_to_the_right_distribution(spec, expected):
+    assert parse_one(spec) == expected
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("interval(4, 0)", "start < end"),
+    ("tag(log, interval(0, 1))", "hydra.sweeper.params.x"),
+    ("tag(lgo, interval(1, 2))", "unknown tag.* lgo"),
+    ("tag(int, interval(0.5, 2))", "whole-number"),
+    ("range(5, 1)", "start < stop"),
+    ("glob(*)", "cannot be searched"),
+])
+def test_a_bad_spec_fails_with_a_message_naming_the_param(spec, message):
+    with pytest.raises(LvsweepError, match=message) as err:
+        parse_one(spec)
+    assert err.value.field == "hydra.sweeper.params.x"
+
+
+def test_command_line_sweeps_join_and_replace_config_params():
+    space = parse_search_space({"noise.level": "interval(0, 4)", "model.lr": "0.01"},
+                               ["noise.level=interval(1, 2)", "model.lr=choice(0.1, 0.2)", "seed=3"])
+    assert space.distributions == {"noise.level": FloatDistribution(1.0, 2.0),
+                                   "model.lr": CategoricalDistribution([0.1, 0.2])}
+    assert list(space.fixed.values()) == ["seed=3"]
+    with pytest.raises(LvsweepError, match="hydra.sweeper.params.noise.level"):
+        parse_search_space({"noise.level": "interval(0,"}, [])
+
+
+@pytest.mark.parametrize("value", [0.0001, 3, -1, True, None, "linear", "1", "a b", "it's", "null"])
+def test_sampled_values_survive_the_trip_through_an_override(value):
+    parsed = OverridesParser.create().parse_override(f"k={format_value(value)}").value()
+    assert parsed == value and type(parsed) is type(value)
+
+
+# ---------------------------------------------------------------- end to end
+
+def test_study_is_tracked_then_continued_by_two_parallel_workers(tmp_path):
+    search = ["-m", "search=optuna", "hydra.sweeper.study_name=s", *QUICK]
+    first = run_cli(tmp_path, *search, "hydra.sweeper.n_trials=3")
+    assert first.returncode == 0, first.stderr
+
+    study = load_study(tmp_path, "s")
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
+    for t in trials:
+        assert 0 <= t.params["noise.level"] <= 4 and 1e-4 <= t.params["model.lr"] <= 1e-1
+    parents, children = mlflow_runs(tmp_path)
+    assert len(parents) == 1 and len(children) == 3
+    (parent,) = parents
+    assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parent.info.run_id}
+    by_trial = {int(r.data.tags["optuna_trial"]): r for r in children}
+    for t in trials:
+        run = by_trial[t.number]
+        assert run.info.run_name == f"trial_{t.number}" and run.data.tags["optuna_study"] == "s"
+        assert t.value == pytest.approx(run.data.metrics[OBJECTIVE], rel=1e-12)
+        assert float(run.data.params["noise.level"]) == pytest.approx(t.params["noise.level"])
+    best = study.best_trial
+    assert parent.data.tags["optuna_study"] == "s"
+    assert parent.data.tags["optuna_storage"] == "sqlite:///mlruns/optuna.db"
+    assert parent.data.metrics[f"best/{OBJECTIVE}"] == pytest.approx(best.value)
+    assert float(parent.data.params["best.model.lr"]) == pytest.approx(best.params["model.lr"])
+    client = MlflowClient(tracking_uri=store_uri(tmp_path))
+    figures = {Path(a.path).name for a in client.list_artifacts(parent.info.run_id, "figures")}
+    assert {"optimization_history.png", "param_importances.png", "contour.png"} <= figures
+
+    # Two more invocations of the same study, started together: both resume it and share it.
+    workers = [start_cli(tmp_path, *search, "hydra.sweeper.n_trials=2") for _ in range(2)]
+    for w in workers:
+        _, err = w.communicate(timeout=240)
+        assert w.returncode == 0, err
+    trials = load_study(tmp_path, "s").get_trials()
+    assert sorted(t.number for t in trials) == list(range(7))
+    assert all(t.state == TrialState.COMPLETE for t in trials)
+    # Each trial has its own seed, so resumed and parallel trials do not replay earlier draws.
+    assert len({(t.params["noise.level"], t.params["model.lr"]) for t in trials}) == 7
+    parents, children = mlflow_runs(tmp_path)
+    assert len(parents) == 3
+    assert sorted(int(r.data.tags["optuna_trial"]) for r in children) == list(range(7))
+    for t in trials:
+        run = next(r for r in children if r.data.tags["optuna_trial"] == str(t.number))
+        assert t.value == pytest.approx(run.data.metrics[OBJECTIVE], rel=1e-12)
+
+
+def test_failed_trial_is_recorded_and_multi_objective_study_keeps_pairs(tmp_path):
+    # A brute-force sampler over a choice that includes an invalid learning rate tries each value once.
+    proc = run_cli(tmp_path, "-m", "hydra/sweeper=optuna", "hydra.sweeper.study_name=mo",
+                   "hydra.sweeper.n_trials=5", "hydra.sweeper.sampler._target_=optuna.samplers.BruteForceSampler",
+                   "hydra.sweeper.direction=[maximize,minimize]", f"objectives=[{OBJECTIVE},val/loss]",
+                   "model.lr=choice(-1,0.01,0.02)", *QUICK)
+    assert proc.returncode == 1, proc.stderr  # the CLI reports the failed job...
+    assert "the sampler has covered the whole search space" in proc.stdout  # ...and the study went on
+
+    study = load_study(tmp_path, "mo")
+    assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]
+    trials = study.get_trials()
+    assert len(trials) == 3
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert [t.params["model.lr"] for t in failed] == [-1]
+    assert sorted(t.params["model.lr"] for t in complete) == [0.01, 0.02]
+    _, children = mlflow_runs(tmp_path)
+    status = {int(r.data.tags["optuna_trial"]): r for r in children}
+    assert status[failed[0].number].info.status == "FAILED"
+    assert "model.lr" in status[failed[0].number].data.tags["lvsweep.error"]
+    for t in complete:
+        run = status[t.number]
+        assert run.info.status == "FINISHED" and len(t.values) == 2 and all(map(math.isfinite, t.values))
+        assert t.values == pytest.approx([run.data.metrics[OBJECTIVE], run.data.metrics["val/loss"]], rel=1e-6)
