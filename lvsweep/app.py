@@ -67,9 +67,9 @@ def run_job(cfg: DictConfig) -> float:
         result = run_experiment(plain, recorder.log_metrics, out_dir)
         recorder.log_artifacts(result.artifacts, out_dir)
         recorder.finish()
-    except KeyboardInterrupt as exc:
+    except (KeyboardInterrupt, SystemExit) as exc:  # Lightning turns Ctrl-C into SystemExit(1)
         if recorder is not None:
-            recorder.finish(error=exc, status="KILLED")
+            recorder.finish(error=KeyboardInterrupt("interrupted"), status="KILLED")
         raise
     except Exception as exc:
         if recorder is None and multirun:

@@ -71,6 +71,16 @@ def one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())
 
 
+def close_open_sweep(status: str) -> None:
+    """A multirun stopped before Hydra's end-of-sweep hook: close its parent run instead of leaving
+    it RUNNING forever."""
+    from lvsweep.sweep_tracking import ACTIVE
+
+    if ACTIVE:
+        ACTIVE[0].parent.finish(status=status)
+        ACTIVE.clear()
+
+
 def main() -> None:
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")
     sys.argv = [sys.argv[0], *expand_shorthands(sys.argv[1:])]
@@ -80,8 +90,14 @@ def main() -> None:
     try:
         task()
     except (LvsweepError, HydraException, OmegaConfBaseException) as exc:
+        close_open_sweep("FAILED")
         exit_with_error(one_line(exc))
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, SystemExit) as exc:
+        if isinstance(exc, SystemExit) and exc.code in (0, None):
+            raise
+        close_open_sweep("KILLED")
+        if isinstance(exc, SystemExit):
+            raise
         print("lvsweep: interrupted", file=sys.stderr)
         sys.exit(130)
     if FAILED_JOBS:

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from lvsweep.tracking import RunRecorder
 
 FAILED_JOBS: list[str] = []  # read by the entry point to choose the exit status
+ACTIVE: list["MlflowSweepCallback"] = []  # the sweep under way, for the entry point to close on a fault
 
 
 class MlflowSweepCallback(Callback):
@@ -32,6 +33,7 @@ class MlflowSweepCallback(Callback):
                                         "lvsweep.sweep_dir": str(config.hydra.sweep.dir)})
         self.experiment_id = experiment_id
         os.environ[PARENT_RUN_ENV] = self.parent.run_id
+        ACTIVE[:] = [self]
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from lvsweep.tracking import PARENT_RUN_ENV, PARENT_TAG
@@ -52,6 +54,7 @@ class MlflowSweepCallback(Callback):
         self.parent.log_metrics(summary, 0)
         self.parent.finish(status="FINISHED" if len(failed) < len(children) or not children else "FAILED")
         os.environ.pop(PARENT_RUN_ENV, None)
+        ACTIVE.clear()
         print(format_table(children, self.parent.run_id))
 
 
