@@ -21,6 +21,11 @@ def r2_score(prediction: torch.Tensor, target: torch.Tensor) -> float:
 def reconstruction_metrics(model: Any, batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, float]:
     """`val/r2` of the model's reconstruction and `val/noisy_mse` of the noisy input itself."""
     noisy, clean = batch
-    with torch.no_grad():
-        prediction = model(noisy)
+    was_training = model.training
+    model.eval()  # dropout off: the score of the model, not of one random mask
+    try:
+        with torch.no_grad():
+            prediction = model(noisy)
+    finally:
+        model.train(was_training)
     return {"val/r2": r2_score(prediction, clean), "val/noisy_mse": float(torch.mean((noisy - clean) ** 2))}

@@ -72,7 +72,9 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, half: Optional[int
         return out, AttentionMap.full(weights)
 
     half = min(half, t - 1)
-    block = max(1, min(half, t))
+    # block <= half: even a padded query of the last block (index < t - 1 + block) has a real key
+    # within reach, so no row of scores is all -inf and no NaN reaches the gradient.
+    block = max(1, half)
     n_blocks = math.ceil(t / block)
     extra = n_blocks * block - t
     span = block + 2 * half
@@ -85,10 +87,7 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, half: Optional[int
     s = torch.arange(span)
     near = (b[:, None] + half - s[None, :]).abs() <= half  # [B, span]: query b to key s of its block
     key = torch.arange(n_blocks)[:, None] * block - half + s[None, :]  # [n, span]: real key index
-    query = torch.arange(n_blocks)[:, None] * block + b[None, :]  # [n, B]
-    # Padded queries keep their (zero-padded) neighbours, so no row is empty and no NaN reaches
-    # the gradient; their rows are cut off below and get weight 0 in `received`.
-    valid = near[None] & (((key >= 0) & (key < t))[:, None, :] | (query >= t)[:, :, None])
+    valid = near[None] & ((key >= 0) & (key < t))[:, None, :]
     scores = scores.masked_fill(~valid.to(scores.device), float("-inf"))
     weights = torch.softmax(scores, dim=-1)
     out = torch.einsum("hnbs,hnds->hnbd", F.dropout(weights, dropout, training), vb)
