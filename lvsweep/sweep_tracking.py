@@ -24,8 +24,12 @@ class MlflowSweepCallback(Callback):
         self.parent: Optional[RunRecorder] = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from lvsweep.stores import check_reachable
         from lvsweep.tracking import PARENT_RUN_ENV, RunRecorder, open_store, resolve_uri
 
+        storage = config.hydra.sweeper.get("storage")  # a database-backed sweeper's study
+        if isinstance(storage, str):
+            check_reachable(storage, "hydra.sweeper.storage")  # before anything is recorded
         client, experiment_id = open_store(resolve_uri(config.tracking.uri), config.tracking.experiment)
         overrides = " ".join(config.hydra.overrides.task)
         self.parent = RunRecorder(client, experiment_id, run_name=f"sweep {overrides}".strip(),

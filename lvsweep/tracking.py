@@ -11,13 +11,13 @@ import os
 import time
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional
-from urllib.parse import urlsplit, urlunsplit
 
-from mlflow.entities import Metric, Param
+from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from lvsweep.errors import LvsweepError
+from lvsweep.stores import check_reachable, creation_lock, mask_password, retry_locked, sqlite_path
 
 logging.getLogger("mlflow").setLevel(logging.WARNING)  # store creation and migration chatter
 
@@ -32,34 +32,35 @@ def resolve_uri(uri: Optional[str]) -> str:
     return uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
 
 
-def mask_password(uri: str) -> str:
-    parts = urlsplit(uri)
-    if parts.password is None:
-        return uri
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
-def _sqlite_path(uri: str) -> Optional[Path]:
-    return Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
-
-
 def open_store(uri: str, experiment: str) -> tuple[MlflowClient, str]:
-    """A client and the experiment id, creating the default store and the experiment if needed."""
-    db = _sqlite_path(uri)
-    artifact_location = None
-    if db is not None:
-        if uri == DEFAULT_URI:
-            db.parent.mkdir(parents=True, exist_ok=True)
-        elif not db.parent.is_dir():
-            raise LvsweepError("tracking.uri", f"the store's directory {db.parent} does not exist "
-                                               f"(uri {uri}); create it or use the default {DEFAULT_URI}")
-        artifact_location = (db.parent.resolve() / "artifacts").as_uri()
+    """A client and the experiment id, creating the default store and the experiment if needed.
+
+    A server that does not answer is reported in seconds; a new SQLite store is created by one
+    process at a time (others wait on a lock file beside it, then find it made)."""
+    db = sqlite_path(uri)
+    if db is None:
+        check_reachable(uri, "tracking.uri")
+        return _open_experiment(uri, experiment, None)
+    if uri == DEFAULT_URI:
+        db.parent.mkdir(parents=True, exist_ok=True)
+    elif not db.parent.is_dir():
+        raise LvsweepError("tracking.uri", f"the store's directory {db.parent} does not exist "
+                                           f"(uri {uri}); create it or use the default {DEFAULT_URI}")
+    with creation_lock(db):
+        return _open_experiment(uri, experiment, (db.parent.resolve() / "artifacts").as_uri())
+
+
+def _open_experiment(uri: str, experiment: str, artifact_location: Optional[str]) -> tuple[MlflowClient, str]:
     try:
         client = MlflowClient(tracking_uri=uri)
         exp = client.get_experiment_by_name(experiment)
         if exp is None:
-            return client, client.create_experiment(experiment, artifact_location=artifact_location)
+            try:
+                return client, client.create_experiment(experiment, artifact_location=artifact_location)
+            except MlflowException as exc:  # another worker created it a moment ago
+                if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                    raise
+                exp = client.get_experiment_by_name(experiment)
     except MlflowException as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise LvsweepError("tracking.uri", f"cannot open the store {mask_password(uri)}: {first_line}") from exc
@@ -91,13 +92,13 @@ class RunRecorder:
         if parent_run_id:
             all_tags[PARENT_TAG] = parent_run_id
         self.client = client
-        self.run_id = client.create_run(experiment_id, run_name=run_name, tags=all_tags).info.run_id
+        self.run_id = retry_locked(client.create_run, experiment_id, run_name=run_name, tags=all_tags).info.run_id
         self.flush_every_s = flush_every_s
         self._pending: list[Metric] = []
         self._last_flush = time.monotonic()
 
     def log_params(self, params: Mapping[str, Any]) -> None:
-        self.client.log_batch(self.run_id, params=[Param(k, str(v)) for k, v in params.items()])
+        retry_locked(self.client.log_batch, self.run_id, params=[Param(k, str(v)) for k, v in params.items()])
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
         now = int(time.time() * 1000)
@@ -107,7 +108,7 @@ class RunRecorder:
 
     def flush(self) -> None:
         if self._pending:
-            self.client.log_batch(self.run_id, metrics=self._pending)
+            retry_locked(self.client.log_batch, self.run_id, metrics=self._pending)
             self._pending = []
         self._last_flush = time.monotonic()
 
@@ -121,7 +122,13 @@ class RunRecorder:
         self.flush()
         if error is not None:
             reason = str(error) or type(error).__name__
-            self.client.set_tag(self.run_id, ERROR_TAG, reason[:5000])
-            self.client.set_tag(self.run_id, "mlflow.note.content", f"Failed: {reason}"[:5000])
-        final = status or ("FAILED" if error is not None else "FINISHED")
-        self.client.set_terminated(self.run_id, status=final)
+            close_run(self.client, self.run_id, status or "FAILED", reason)
+        else:
+            retry_locked(self.client.set_terminated, self.run_id, status=status or "FINISHED")
+
+
+def close_run(client: MlflowClient, run_id: str, status: str, reason: str) -> None:
+    """End a run as FAILED or KILLED with the reason where the UI shows it."""
+    retry_locked(client.log_batch, run_id, tags=[RunTag(ERROR_TAG, reason[:5000]),
+                                                 RunTag("mlflow.note.content", f"{status.title()}: {reason}"[:5000])])
+    retry_locked(client.set_terminated, run_id, status=status)

@@ -23,6 +23,7 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from hydra_plugins.lvsweep_optuna_sweeper.storage import FaultSettings, Heartbeat, open_storage, recover
 from lvsweep.errors import LvsweepError
 
 if TYPE_CHECKING:
@@ -156,20 +157,6 @@ def normalize_directions(direction: Any) -> list[str]:
     return names
 
 
-def open_storage(url: Optional[str]) -> Any:
-    """Optuna storage for a URL; SQLite gets its directory and waits for locks held by other workers."""
-    if url is None:
-        return None
-    if not url.startswith("sqlite:///"):
-        return url
-    from optuna.storages import RDBStorage
-
-    path = url[len("sqlite:///"):]
-    if path and path != ":memory:":
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-    return RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
-
-
 def trial_seed(seed: int, trial_number: int) -> int:
     """The seed mixed with the trial number: nearby seeds of numpy's generator can start with
     nearly equal draws (0 and 3 do), which would make trials 0 and 3 sample almost the same point."""
@@ -210,18 +197,29 @@ def job_outcome(ret: JobReturn, n_values: int) -> tuple[Optional[list[float]], s
 
 
 class OptunaSweeper(Sweeper):
-    """Ask `n_jobs` trials, launch them as one batch, tell the results; repeat up to `n_trials`."""
+    """Ask `n_jobs` trials, launch them as one batch, tell the results; repeat until `n_trials`
+    were added or the study holds `target_complete` COMPLETE trials, whichever comes first."""
 
-    def __init__(self, direction: Any, storage: Optional[str], study_name: Optional[str], n_trials: int,
-                 n_jobs: int, sampler: Any, params: Any) -> None:
+    def __init__(self, direction: Any, storage: Optional[str], study_name: Optional[str], n_trials: Optional[int],
+                 n_jobs: int, sampler: Any, params: Any, target_complete: Optional[int] = None,
+                 heartbeat_interval: Optional[int] = None, grace_period: Optional[int] = None,
+                 max_retry: Optional[int] = None) -> None:
         self.directions = normalize_directions(direction)
-        if n_trials < 0:
-            raise LvsweepError("hydra.sweeper.n_trials", f"must be >= 0, got {n_trials}")
+        if n_trials is not None and n_trials < 0:
+            raise LvsweepError("hydra.sweeper.n_trials", f"must be >= 0 or null, got {n_trials}")
+        if target_complete is not None and target_complete < 1:
+            raise LvsweepError("hydra.sweeper.target_complete", f"must be >= 1 or null, got {target_complete}")
+        if n_trials is None and target_complete is None:
+            raise LvsweepError("hydra.sweeper.n_trials", "null needs hydra.sweeper.target_complete, "
+                                                         "else the search would never end")
         if n_jobs < 1:
             raise LvsweepError("hydra.sweeper.n_jobs", f"must be >= 1, got {n_jobs}")
+        self.faults = FaultSettings(heartbeat_interval, grace_period, max_retry)
+        self.faults.check()
         self.storage_url = storage
         self.study_name = study_name
         self.n_trials = n_trials
+        self.target_complete = target_complete
         self.n_jobs = n_jobs
         self.sampler_cfg: dict[str, Any] = _plain(sampler)
         self.params: dict[str, Any] = _plain(params)
@@ -247,7 +245,8 @@ class OptunaSweeper(Sweeper):
 
         space = parse_search_space(self.params, arguments)
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        study = optuna.create_study(storage=open_storage(self.storage_url), study_name=self.study_name,
+        storage = open_storage(self.storage_url, self.faults)
+        study = optuna.create_study(storage=storage, study_name=self.study_name,
                                     sampler=make_sampler(self.sampler_cfg), directions=self.directions,
                                     load_if_exists=True)
         found = [d.name.lower() for d in study.directions]
@@ -257,23 +256,47 @@ class OptunaSweeper(Sweeper):
                                "use those or another study_name")
         tracker = ParentRun.find(self.config)
         tracker.describe(study, self.storage_url, self.sampler_cfg)
-        print(f"optuna study '{study.study_name}': {len(study.trials)} trial(s) so far, adding {self.n_trials}")
+        recover(study, tracker.client, tracker.experiment_id)
+        print(f"optuna study '{study.study_name}': {len(study.trials)} trial(s) so far, {self._goal()}")
         done = 0
-        while done < self.n_trials:
-            trials = [self._ask(study, space) for _ in range(min(self.n_jobs, self.n_trials - done))]
+        while (size := self._batch_size(study, done)) > 0:
+            trials = [self._ask(study, space) for _ in range(size)]
             done += len(trials)
-            if self._run_batch(study, trials, space):
+            with Heartbeat(storage, trials):
+                exhausted = self._run_batch(study, trials, space)
+            if exhausted:
                 print("the sampler has covered the whole search space; stopping")
                 break
+            recover(study, tracker.client, tracker.experiment_id)
         summary = study_summary(study, self.objectives)
         print(summary.text)
         tracker.record(summary, study, self.objectives)
         return study
 
+    def _goal(self) -> str:
+        goals = [f"adding up to {self.n_trials}"] if self.n_trials is not None else []
+        if self.target_complete is not None:
+            goals.append(f"until {self.target_complete} are COMPLETE")
+        return ", ".join(goals)
+
+    def _batch_size(self, study: optuna.Study, done: int) -> int:
+        """Trials to ask next. Other workers' RUNNING trials count towards `target_complete` as
+        on their way (stale ones were failed just before), so workers together do not overshoot."""
+        from optuna.trial import TrialState
+
+        size = self.n_jobs if self.n_trials is None else min(self.n_jobs, self.n_trials - done)
+        if self.target_complete is not None:
+            states = [t.state for t in study.get_trials(deepcopy=False)]
+            size = min(size, self.target_complete - states.count(TrialState.COMPLETE)
+                       - states.count(TrialState.RUNNING))
+        return max(size, 0)
+
     def _ask(self, study: optuna.Study, space: SearchSpace) -> optuna.Trial:
         from optuna.trial import TrialState
 
-        trial = study.ask()
+        with warnings.catch_warnings():  # the sweeper beats itself (storage.Heartbeat), as optimize would
+            warnings.filterwarnings("ignore", "Heartbeat of storage is supposed to be used with Study.optimize")
+            trial = study.ask()
         if self.sampler_cfg.get("seed") is not None:
             study.sampler = make_sampler(self.sampler_cfg, trial.number)
         for name, dist in space.distributions.items():
@@ -431,22 +454,24 @@ def study_figures(study: optuna.Study, objectives: Sequence[str], out_dir: Path)
 class ParentRun:
     """The sweep's MLflow parent run (opened by the sweep callback), if there is one."""
 
-    def __init__(self, client: Optional[MlflowClient], run_id: Optional[str]) -> None:
+    def __init__(self, client: Optional[MlflowClient], experiment_id: Optional[str], run_id: Optional[str]) -> None:
         self.client = client
+        self.experiment_id = experiment_id
         self.run_id = run_id
 
     @classmethod
     def find(cls, config: Optional[DictConfig]) -> ParentRun:
+        """The parent run if the sweep callback opened one; the store in any case, where the
+        sweeper closes runs that dead workers left open."""
         from lvsweep.tracking import PARENT_RUN_ENV, open_store, resolve_uri
 
-        run_id = os.environ.get(PARENT_RUN_ENV)
-        if not run_id or config is None:
-            return cls(None, None)
-        client, _ = open_store(resolve_uri(config.tracking.uri), config.tracking.experiment)
-        return cls(client, run_id)
+        if config is None:
+            return cls(None, None, None)
+        client, experiment_id = open_store(resolve_uri(config.tracking.uri), config.tracking.experiment)
+        return cls(client, experiment_id, os.environ.get(PARENT_RUN_ENV))
 
     def describe(self, study: optuna.Study, storage: Optional[str], sampler_cfg: Mapping[str, Any]) -> None:
-        from lvsweep.tracking import mask_password
+        from lvsweep.stores import mask_password
 
         self._log(tags={"optuna_study": study.study_name,
                         "optuna_storage": mask_password(storage) if storage else "in-memory",
@@ -454,7 +479,7 @@ class ParentRun:
                         "optuna_sampler": str(sampler_cfg.get("_target_"))})
 
     def record(self, summary: StudySummary, study: optuna.Study, objectives: Sequence[str]) -> None:
-        if self.client is None:
+        if self.run_id is None:
             return
         self._log(params=summary.params, metrics=summary.metrics, tags=summary.tags)
         with tempfile.TemporaryDirectory() as tmp:
@@ -464,12 +489,14 @@ class ParentRun:
     def _log(self, params: Optional[Mapping[str, Any]] = None, metrics: Optional[Mapping[str, float]] = None,
              tags: Optional[Mapping[str, str]] = None) -> None:
         """One batched write: each write to the SQLite store costs about the same whatever its size."""
-        if self.client is None:
+        if self.run_id is None:
             return
         from mlflow.entities import Metric, Param, RunTag
 
+        from lvsweep.stores import retry_locked
+
         now = int(time.time() * 1000)
-        self.client.log_batch(self.run_id,
+        retry_locked(self.client.log_batch, self.run_id,
                               metrics=[Metric(k, v, now, 0) for k, v in (metrics or {}).items()],
                               params=[Param(k, str(v)) for k, v in (params or {}).items()],
                               tags=[RunTag(k, str(v)) for k, v in (tags or {}).items()])

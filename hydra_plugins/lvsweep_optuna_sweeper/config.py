@@ -24,13 +24,23 @@ class OptunaSweeperConf:
     storage: Optional[str] = DEFAULT_STORAGE
     # Same name + same storage = same study: rerunning continues it, concurrent workers share it.
     study_name: Optional[str] = None
-    # Trials this invocation adds to the study.
-    n_trials: int = 20
+    # Trials this invocation adds to the study (null: no cap, then target_complete ends the search).
+    n_trials: Optional[int] = 20
+    # Study-wide goal: stop once the study holds this many COMPLETE trials, counting every worker
+    # and every earlier invocation (null: no goal, n_trials alone decides). Both set: whichever first.
+    target_complete: Optional[int] = None
     # Trials asked at once and launched as one batch through the Hydra launcher.
     n_jobs: int = 1
     # Any optuna sampler; a `seed` is mixed with each trial's number so resumed and parallel runs differ.
     sampler: Dict[str, Any] = field(
         default_factory=lambda: {"_target_": "optuna.samplers.TPESampler", "seed": 0})
+    # Fault tolerance, as in optuna.storages.RDBStorage: the sweeper beats every heartbeat_interval
+    # seconds while its trials run; a RUNNING trial silent for grace_period seconds (null: two
+    # beats) is failed by the next worker that starts or finishes a batch, and its params are
+    # queued again up to max_retry times (null: no limit). heartbeat_interval null: no heartbeat.
+    heartbeat_interval: Optional[int] = 60
+    grace_period: Optional[int] = None
+    max_retry: Optional[int] = 3
     # Search space in Hydra's sweep syntax: interval(...), choice(...), range(...), tag(log, ...).
     params: Dict[str, Any] = field(default_factory=dict)
 

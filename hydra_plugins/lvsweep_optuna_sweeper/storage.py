@@ -1,0 +1,146 @@
+"""The study's database: opening it, the heartbeat that shows a worker is alive, and recovery
+from workers that died in the middle of a trial.
+
+The sweeper asks and tells trials itself (no `Study.optimize`), so it does by hand what
+`optimize` does for heartbeats: beat while a trial runs, and fail stale trials (whose worker
+stopped beating) before asking new ones. Optuna's retry callback then queues a stale trial's
+params again, and the MLflow run the dead worker left RUNNING is closed as FAILED.
+"""
+from __future__ import annotations
+
+import sys
+import threading
+import warnings
+from dataclasses import dataclass
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Optional, Sequence
+
+from lvsweep.errors import LvsweepError
+
+if TYPE_CHECKING:
+    import optuna
+    from mlflow.tracking import MlflowClient
+
+SQLITE_BUSY_TIMEOUT_S = 60
+
+
+@dataclass(frozen=True)
+class FaultSettings:
+    """Optuna's RDBStorage heartbeat options, under the same names."""
+
+    heartbeat_interval: Optional[int] = None  # seconds between beats; None: no heartbeat
+    grace_period: Optional[int] = None  # silence after which a RUNNING trial is stale (optuna: 2 beats)
+    max_retry: Optional[int] = None  # times a stale trial's params are queued again; None: always
+
+    def check(self) -> None:
+        for name in ("heartbeat_interval", "grace_period"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise LvsweepError(f"hydra.sweeper.{name}", f"must be a whole number of seconds >= 1 or null, got {value}")
+        if self.max_retry is not None and self.max_retry < 0:
+            raise LvsweepError("hydra.sweeper.max_retry", f"must be >= 0 or null (no limit), got {self.max_retry}")
+
+
+def open_storage(url: Optional[str], faults: FaultSettings) -> Any:
+    """Optuna storage for a URL, with the heartbeat and the retry of stale trials; a new SQLite
+    file is created by one worker at a time, and SQLite writers wait for each other's locks."""
+    if url is None:
+        return None
+    from optuna.exceptions import ExperimentalWarning
+    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+
+    from lvsweep.stores import check_reachable, creation_lock, sqlite_path
+
+    kwargs: dict[str, Any] = {}
+    if faults.heartbeat_interval is not None:
+        kwargs = {"heartbeat_interval": faults.heartbeat_interval, "grace_period": faults.grace_period,
+                  "heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(max_retry=faults.max_retry)}
+    db = sqlite_path(url)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)  # heartbeat and retry are "experimental"
+        if db is None or not db.name or db.name == ":memory:":
+            check_reachable(url, "hydra.sweeper.storage")
+            return RDBStorage(url, **kwargs)
+        db.parent.mkdir(parents=True, exist_ok=True)
+        with creation_lock(db):
+            return RDBStorage(url, engine_kwargs={"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}}, **kwargs)
+
+
+class Heartbeat:
+    """Beats for a batch of trials from the sweeper's process while the launcher runs them.
+
+    The sweeper waits for its jobs wherever they run (in process, joblib workers, submitit), so
+    its beat stops exactly when the worker that owns the trials dies."""
+
+    def __init__(self, storage: Any, trials: Sequence[optuna.Trial]) -> None:
+        self.interval = storage.get_heartbeat_interval() if hasattr(storage, "get_heartbeat_interval") else None
+        self.storage = storage
+        self.trial_ids = [t._trial_id for t in trials]  # optuna's own heartbeat thread uses the same id
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+
+    def __enter__(self) -> Heartbeat:
+        if self.interval is not None:
+            self._thread = threading.Thread(target=self._beat, name="optuna-heartbeat", daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, exc_type: Optional[type[BaseException]], exc: Optional[BaseException],
+                 tb: Optional[TracebackType]) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _beat(self) -> None:
+        from lvsweep.stores import retry_locked
+
+        while True:
+            for trial_id in self.trial_ids:
+                try:
+                    retry_locked(self.storage.record_heartbeat, trial_id)
+                except Exception as exc:  # a missed beat is not fatal; a run of them makes the trial stale
+                    print(f"  heartbeat for trial id {trial_id} missed: {type(exc).__name__}: {exc}", file=sys.stderr)
+            if self._stop.wait(self.interval):
+                return
+
+
+def recover(study: optuna.Study, client: Optional[MlflowClient], experiment_id: Optional[str]) -> None:
+    """Fail the trials of dead workers (Optuna queues their params again), then close the MLflow
+    runs those workers left RUNNING."""
+    from optuna.exceptions import ExperimentalWarning
+    from optuna.storages import fail_stale_trials
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        fail_stale_trials(study)
+    if client is not None and experiment_id is not None:
+        close_orphan_runs(client, experiment_id, study)
+
+
+def close_orphan_runs(client: MlflowClient, experiment_id: str, study: optuna.Study) -> list[int]:
+    """RUNNING MLflow runs whose trial Optuna has failed were left by a worker that died before it
+    could close them: close each as FAILED with the reason, and its sweep's parent run too (a dead
+    worker's parent run would otherwise stay RUNNING forever). Returns the trial numbers closed."""
+    from optuna.trial import TrialState
+
+    from lvsweep.tracking import PARENT_TAG, close_run
+
+    name = study.study_name.replace("'", "\\'")
+    open_runs = client.search_runs([experiment_id], max_results=10_000,
+                                   filter_string=f"tags.optuna_study = '{name}' and attributes.status = 'RUNNING'")
+    if not open_runs:
+        return []
+    states = {t.number: t.state for t in study.get_trials(deepcopy=False)}
+    closed = []
+    for run in open_runs:
+        number = int(run.data.tags.get("optuna_trial", "-1"))
+        if states.get(number) != TrialState.FAIL:
+            continue
+        why = f"the worker stopped during trial {number} of study '{study.study_name}' without closing its run"
+        close_run(client, run.info.run_id, "FAILED", f"{why}; Optuna has the trial as FAIL")
+        parent = run.data.tags.get(PARENT_TAG)
+        if parent and client.get_run(parent).info.status == "RUNNING":
+            close_run(client, parent, "FAILED", why)
+        print(f"  trial {number}: its worker had stopped; MLflow run {run.info.run_id} closed as FAILED")
+        closed.append(number)
+    return closed
