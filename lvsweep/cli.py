@@ -85,13 +85,15 @@ def main() -> None:
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")
     sys.argv = [sys.argv[0], *expand_shorthands(sys.argv[1:])]
     from lvsweep.app import task  # heavy imports after argument handling
-    from lvsweep.sweep_tracking import FAILED_JOBS
+    from lvsweep.sweep_tracking import FAILED_JOBS, SweepAborted
 
     try:
         task()
     except (LvsweepError, HydraException, OmegaConfBaseException) as exc:
         close_open_sweep("FAILED")
         exit_with_error(one_line(exc))
+    except SweepAborted as exc:  # nothing was opened yet
+        exit_with_error(one_line(exc.error))
     except (KeyboardInterrupt, SystemExit) as exc:
         if isinstance(exc, SystemExit) and exc.code in (0, None):
             raise

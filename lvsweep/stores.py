@@ -24,6 +24,7 @@ from lvsweep.errors import LvsweepError
 T = TypeVar("T")
 CONNECT_TIMEOUT_S = 5
 LOCKED_RETRY_S = 120.0  # give up on a locked SQLite store after this long
+PG_LOCK_KEY = 0x6C7673776565  # any fixed 64-bit number: "lvswee"
 _REACHED: set[str] = set()  # URIs already probed by this process
 
 
@@ -40,16 +41,33 @@ def sqlite_path(uri: str) -> Optional[Path]:
 
 
 @contextmanager
-def creation_lock(db: Path) -> Iterator[None]:
-    """An exclusive lock on `<db>.lock` while a process creates or migrates a SQLite store, so a
-    second process waits and then finds the tables made instead of making them again."""
-    lock = db.with_name(db.name + ".lock")
-    with open(lock, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
+def creation_lock(uri: str) -> Iterator[None]:
+    """Held while a process opens a store that it may have to create or migrate, so a second
+    process waits and then finds the tables made instead of making them again: an exclusive
+    lock on `<db>.lock` beside a SQLite file, a session advisory lock on PostgreSQL."""
+    db = sqlite_path(uri)
+    if db is not None:
+        with open(db.with_name(db.name + ".lock"), "a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+    elif uri.startswith("postgresql"):
+        import sqlalchemy
+
+        engine = sqlalchemy.create_engine(uri, poolclass=sqlalchemy.pool.NullPool)
         try:
-            yield
+            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:key)"), {"key": PG_LOCK_KEY})
+                try:
+                    yield
+                finally:
+                    conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:key)"), {"key": PG_LOCK_KEY})
         finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+            engine.dispose()
+    else:
+        yield
 
 
 def check_reachable(uri: str, field: str) -> None:
@@ -64,7 +82,8 @@ def check_reachable(uri: str, field: str) -> None:
         else:
             _probe_database(uri)
     except Exception as exc:  # any driver's error: refused, unknown host, bad password, no database
-        text = " ".join(str(exc).split()) or type(exc).__name__
+        cause = getattr(exc, "orig", None) or exc  # the driver's own message, without SQLAlchemy's wrapping
+        text = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
         raise LvsweepError(field, f"cannot reach {mask_password(uri)}: {_scrub(text, uri)[:300]}") from exc
     _REACHED.add(uri)
 

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any, Optional
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from lvsweep.errors import LvsweepError
+
 if TYPE_CHECKING:
     from lvsweep.tracking import RunRecorder
 
@@ -19,11 +21,27 @@ FAILED_JOBS: list[str] = []  # read by the entry point to choose the exit status
 ACTIVE: list["MlflowSweepCallback"] = []  # the sweep under way, for the entry point to close on a fault
 
 
+class SweepAborted(BaseException):
+    """A multirun that cannot be recorded must not start its jobs. Hydra turns an `Exception`
+    raised by a callback into a warning and launches the jobs anyway, so the callback raises
+    this instead, and the entry point reports the error it carries."""
+
+    def __init__(self, error: LvsweepError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 class MlflowSweepCallback(Callback):
     def __init__(self) -> None:
         self.parent: Optional[RunRecorder] = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        try:
+            self._open_parent(config)
+        except LvsweepError as exc:
+            raise SweepAborted(exc) from exc
+
+    def _open_parent(self, config: DictConfig) -> None:
         from lvsweep.stores import check_reachable
         from lvsweep.tracking import PARENT_RUN_ENV, RunRecorder, open_store, resolve_uri
 

@@ -38,16 +38,18 @@ def open_store(uri: str, experiment: str) -> tuple[MlflowClient, str]:
     A server that does not answer is reported in seconds; a new SQLite store is created by one
     process at a time (others wait on a lock file beside it, then find it made)."""
     db = sqlite_path(uri)
+    artifact_location = None
     if db is None:
         check_reachable(uri, "tracking.uri")
-        return _open_experiment(uri, experiment, None)
-    if uri == DEFAULT_URI:
+    elif uri == DEFAULT_URI:
         db.parent.mkdir(parents=True, exist_ok=True)
     elif not db.parent.is_dir():
         raise LvsweepError("tracking.uri", f"the store's directory {db.parent} does not exist "
                                            f"(uri {uri}); create it or use the default {DEFAULT_URI}")
-    with creation_lock(db):
-        return _open_experiment(uri, experiment, (db.parent.resolve() / "artifacts").as_uri())
+    if db is not None:
+        artifact_location = (db.parent.resolve() / "artifacts").as_uri()
+    with creation_lock(uri):
+        return _open_experiment(uri, experiment, artifact_location)
 
 
 def _open_experiment(uri: str, experiment: str, artifact_location: Optional[str]) -> tuple[MlflowClient, str]:

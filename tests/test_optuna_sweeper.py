@@ -7,9 +7,6 @@ multi-objective search.
 from __future__ import annotations
 
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import optuna
@@ -21,16 +18,10 @@ from optuna.trial import TrialState
 
 from hydra_plugins.lvsweep_optuna_sweeper._impl import format_value, parse_search_space, to_distribution
 from lvsweep.errors import LvsweepError
-from tests.conftest import run_cli, store_uri
+from tests.conftest import run_cli, start_cli, store_uri
 
 QUICK = ["trainer.epochs=20", "system.n_steps=200", "analysis.figures=false", "analysis.perturb.k=3"]
 OBJECTIVE = "align/anticorrelation"
-
-
-def start_cli(cwd: Path, *args: str) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "LVSWEEP_PARENT_RUN_ID")}
-    return subprocess.Popen([sys.executable, "-m", "lvsweep", *args], cwd=cwd, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
 def load_study(cwd: Path, name: str) -> optuna.Study:

@@ -53,17 +53,18 @@ def open_storage(url: Optional[str], faults: FaultSettings) -> Any:
 
     kwargs: dict[str, Any] = {}
     if faults.heartbeat_interval is not None:
-        kwargs = {"heartbeat_interval": faults.heartbeat_interval, "grace_period": faults.grace_period,
-                  "heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(max_retry=faults.max_retry)}
+        kwargs = {"heartbeat_interval": faults.heartbeat_interval, "grace_period": faults.grace_period}
     db = sqlite_path(url)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ExperimentalWarning)  # heartbeat and retry are "experimental"
-        if db is None or not db.name or db.name == ":memory:":
-            check_reachable(url, "hydra.sweeper.storage")
-            return RDBStorage(url, **kwargs)
+    if db is None:
+        check_reachable(url, "hydra.sweeper.storage")
+    elif db.name and db.name != ":memory:":
         db.parent.mkdir(parents=True, exist_ok=True)
-        with creation_lock(db):
-            return RDBStorage(url, engine_kwargs={"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}}, **kwargs)
+        kwargs["engine_kwargs"] = {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}}
+    with warnings.catch_warnings(), creation_lock(url):
+        warnings.simplefilter("ignore", ExperimentalWarning)  # heartbeat and retry are "experimental"
+        if faults.heartbeat_interval is not None:
+            kwargs["heartbeat_stale_trial_callback"] = RetryHeartbeatStaleTrialCallback(max_retry=faults.max_retry)
+        return RDBStorage(url, **kwargs)
 
 
 class Heartbeat:
