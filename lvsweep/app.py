@@ -58,18 +58,21 @@ def run_job(cfg: DictConfig) -> float:
     try:
         validate(cfg)
         plain = plain_config(cfg)
-        # Imported only now: a typo or a bad value is reported before seconds of torch/mlflow imports.
-        from lvsweep.pipeline import run_experiment
         from lvsweep.tracking import PARENT_RUN_ENV
 
         parent = os.environ.get(PARENT_RUN_ENV) if multirun else None
         recorder = open_run(plain, run_name(cfg, multirun), parent)
+        # Imported only now: a bad value or an unreachable store is reported before seconds of torch imports.
+        from lvsweep.pipeline import run_experiment
+
         result = run_experiment(plain, recorder.log_metrics, out_dir)
         recorder.log_artifacts(result.artifacts, out_dir)
         recorder.finish()
-    except (KeyboardInterrupt, SystemExit) as exc:  # Lightning turns Ctrl-C into SystemExit(1)
+    except (KeyboardInterrupt, SystemExit) as exc:
         if recorder is not None:
             recorder.finish(error=KeyboardInterrupt("interrupted"), status="KILLED")
+        if isinstance(exc, SystemExit):  # Lightning turns Ctrl-C into SystemExit(1): say what it was
+            raise KeyboardInterrupt("interrupted") from exc
         raise
     except Exception as exc:
         if recorder is None and multirun:
