@@ -73,7 +73,7 @@ def test_ctrl_c_on_a_single_run_leaves_it_killed_with_its_metrics(tmp_path):
         time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode != 0 and "interrupted" in err
+    assert proc.returncode == 130 and "lvsweep: interrupted" in err
     killed = client_for(tmp_path).get_run(run.info.run_id)
     assert killed.info.status == "KILLED" and killed.data.tags["lvsweep.error"] == "interrupted"
     history = client_for(tmp_path).get_metric_history(run.info.run_id, "train/loss")
