@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from mlflow.tracking import MlflowClient
 
 from tests.conftest import QUICK, run_cli, start_cli, store_uri
@@ -33,6 +34,7 @@ def test_joblib_launcher_runs_six_jobs_on_two_workers_into_one_sqlite_store(tmp_
     assert_sweep_recorded(tmp_path, [0, 1, 2, 3, 4, 5])
 
 
+@pytest.mark.slow
 def test_submitit_local_launcher_runs_jobs_as_separate_processes(tmp_path):
     proc = run_cli(tmp_path, "-m", "hydra/launcher=submitit_local", "seed=0,1", *FAST)
     assert proc.returncode == 0, proc.stderr
@@ -41,6 +43,7 @@ def test_submitit_local_launcher_runs_jobs_as_separate_processes(tmp_path):
     assert len(list(tmp_path.glob("outputs/multirun/*/*/.submitit/*/*_log.out"))) == 2
 
 
+@pytest.mark.slow
 def test_processes_creating_a_new_store_at_once_all_land(tmp_path):
     """Two first runs in an empty directory: one creates the store, the other waits for it
     (without the lock both migrate it and one dies on 'duplicate column name')."""
