@@ -55,8 +55,11 @@ def _options(options: Sequence[str] | None) -> str:
 
 def one_line(exc: BaseException) -> str:
     """A user-facing one-line description of a configuration or input error."""
-    if isinstance(exc, LvsweepError):
-        return str(exc)
+    inner: BaseException | None = exc
+    while inner is not None:  # Hydra wraps an error raised while it instantiates a plugin
+        if isinstance(inner, LvsweepError):
+            return str(inner)
+        inner = inner.__cause__
     if isinstance(exc, MissingConfigException):
         group, _, name = (exc.missing_cfg_file or "").rpartition("/")
         return f"{group or 'config'}: unknown option '{name}'; allowed: {_options(exc.options)}"

@@ -46,7 +46,7 @@ def creation_lock(uri: str) -> Iterator[None]:
     process waits and then finds the tables made instead of making them again: an exclusive
     lock on `<db>.lock` beside a SQLite file, a session advisory lock on PostgreSQL."""
     db = sqlite_path(uri)
-    if db is not None:
+    if db is not None and db.name not in ("", ":memory:"):
         with open(db.with_name(db.name + ".lock"), "a") as fh:
             fcntl.flock(fh, fcntl.LOCK_EX)
             try:

@@ -16,7 +16,8 @@ from mlflow.tracking import MlflowClient
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
-from hydra_plugins.lvsweep_optuna_sweeper._impl import format_value, parse_search_space, to_distribution
+from hydra_plugins.lvsweep_optuna_sweeper._impl import (OptunaSweeper, format_value, parse_search_space,
+                                                     to_distribution)
 from lvsweep.errors import LvsweepError
 from tests.conftest import run_cli, start_cli, store_uri
 
@@ -160,3 +161,25 @@ def test_failed_trial_is_recorded_and_multi_objective_study_keeps_pairs(tmp_path
         run = status[t.number]
         assert run.info.status == "FINISHED" and len(t.values) == 2 and all(map(math.isfinite, t.values))
         assert t.values == pytest.approx([run.data.metrics[OBJECTIVE], run.data.metrics["val/loss"]], rel=1e-6)
+
+
+@pytest.mark.parametrize("kwargs, field, message", [
+    ({"n_trials": None}, "hydra.sweeper.n_trials", "null needs hydra.sweeper.target_complete"),
+    ({"target_complete": 0}, "hydra.sweeper.target_complete", "must be >= 1 or null"),
+    ({"heartbeat_interval": 0}, "hydra.sweeper.heartbeat_interval", "whole number of seconds >= 1"),
+    ({"grace_period": -5}, "hydra.sweeper.grace_period", "whole number of seconds >= 1"),
+    ({"max_retry": -1}, "hydra.sweeper.max_retry", "must be >= 0 or null"),
+])
+def test_bad_stopping_and_fault_settings_name_their_field(kwargs, field, message):
+    settings = {"direction": "maximize", "storage": None, "study_name": None, "n_trials": 5, "n_jobs": 1,
+                "sampler": {}, "params": {}, **kwargs}
+    with pytest.raises(LvsweepError, match=message) as err:
+        OptunaSweeper(**settings)
+    assert err.value.field == field
+
+
+def test_a_bad_sweeper_setting_is_one_line_on_the_command_line(tmp_path):
+    proc = run_cli(tmp_path, "-m", "search=optuna", "hydra.sweeper.heartbeat_interval=0", *QUICK)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "lvsweep: error: hydra.sweeper.heartbeat_interval: must be a whole number of seconds >= 1 or null, got 0"]

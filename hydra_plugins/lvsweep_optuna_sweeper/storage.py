@@ -74,7 +74,7 @@ class Heartbeat:
     its beat stops exactly when the worker that owns the trials dies."""
 
     def __init__(self, storage: Any, trials: Sequence[optuna.Trial]) -> None:
-        self.interval = storage.get_heartbeat_interval() if hasattr(storage, "get_heartbeat_interval") else None
+        self.interval = None if storage is None else storage.get_heartbeat_interval()  # None: in memory
         self.storage = storage
         self.trial_ids = [t._trial_id for t in trials]  # optuna's own heartbeat thread uses the same id
         self._stop = threading.Event()
