@@ -1,0 +1,70 @@
+"""The store helpers against real SQLite files and real sockets (in process, fast)."""
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+
+import pytest
+
+from lvsweep.errors import LvsweepError
+from lvsweep.local_servers import free_port
+from lvsweep.stores import check_reachable, creation_lock, mask_password, retry_locked
+
+
+def test_a_write_that_meets_a_locked_database_is_retried_until_the_lock_goes(tmp_path):
+    db = tmp_path / "x.db"
+    sqlite3.connect(db).execute("CREATE TABLE t (v INTEGER)")
+    holder = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN EXCLUSIVE")  # another process's write transaction
+    threading.Timer(0.5, holder.execute, ["COMMIT"]).start()
+    attempts = []
+
+    def write() -> None:
+        attempts.append(time.monotonic())
+        with sqlite3.connect(db, timeout=0) as conn:  # no busy wait: SQLite answers "locked" at once
+            conn.execute("INSERT INTO t VALUES (1)")
+
+    retry_locked(write)
+    assert len(attempts) > 1 and attempts[-1] - attempts[0] >= 0.4
+    assert sqlite3.connect(db).execute("SELECT count(*) FROM t").fetchone() == (1,)
+
+
+def test_other_errors_are_not_retried(tmp_path):
+    calls = []
+
+    def write() -> None:
+        calls.append(1)
+        sqlite3.connect(tmp_path / "y.db").execute("INSERT INTO missing VALUES (1)")
+
+    with pytest.raises(sqlite3.OperationalError, match="no such table"):
+        retry_locked(write)
+    assert len(calls) == 1
+
+
+def test_the_creation_lock_lets_one_holder_in_at_a_time(tmp_path):
+    uri = f"sqlite:///{tmp_path}/s.db"
+    order: list[str] = []
+
+    def second() -> None:
+        with creation_lock(uri):
+            order.append("second")
+
+    with creation_lock(uri):
+        thread = threading.Thread(target=second)
+        thread.start()
+        thread.join(0.3)
+        assert thread.is_alive()  # waiting on the lock file
+        order.append("first")
+    thread.join(5)
+    assert order == ["first", "second"] and (tmp_path / "s.db.lock").exists()
+
+
+def test_unreachable_servers_are_named_with_the_password_masked():
+    port = free_port()
+    for uri in (f"postgresql://lv:hunter2@127.0.0.1:{port}/db", f"http://127.0.0.1:{port}"):
+        with pytest.raises(LvsweepError) as err:
+            check_reachable(uri, "tracking.uri")
+        assert err.value.field == "tracking.uri" and "hunter2" not in str(err.value)
+        assert f"cannot reach {mask_password(uri)}:" in str(err.value)
+    assert mask_password(f"postgresql://lv:hunter2@h:{port}/db") == f"postgresql://lv:***@h:{port}/db"
