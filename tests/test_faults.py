@@ -21,9 +21,10 @@ from lvsweep.stores import creation_lock
 from tests.conftest import QUICK, cli_env, run_cli, start_cli, store_uri
 
 OBJECTIVE = "align/anticorrelation"
+# 4000 epochs: a trial lasts a second or two, long enough to be hit in the middle.
 STUDY = ["-m", "search=optuna", "hydra.sweeper.study_name=f", "hydra.sweeper.n_trials=null",
          "hydra.sweeper.target_complete=3", "hydra.sweeper.heartbeat_interval=1", "hydra.sweeper.grace_period=2",
-         "trainer.epochs=1500", "system.n_steps=300", "analysis.perturb.k=5", "analysis.figures=false"]
+         "trainer.epochs=4000", "system.n_steps=300", "analysis.perturb.k=5", "analysis.figures=false"]
 
 
 def client_for(cwd: Path) -> MlflowClient:
