@@ -66,6 +66,8 @@ def run_job(cfg: DictConfig) -> float:
         recorder = open_run(plain, run_name(cfg, multirun), parent)
         result = run_experiment(plain, recorder.log_metrics, out_dir)
         recorder.log_artifacts(result.artifacts, out_dir)
+        for key, value in result.tags.items():
+            recorder.client.set_tag(recorder.run_id, key, value)
         recorder.finish()
     except (KeyboardInterrupt, SystemExit) as exc:  # Lightning turns Ctrl-C into SystemExit(1)
         if recorder is not None:
@@ -128,7 +130,7 @@ def print_summary(result: RunResult, run_id: str, cfg: DictConfig, out_dir: Path
     print(
         f"\nlvsweep · {cfg.system.name} · noise {cfg.noise.kind} {cfg.noise.level:g} · "
         f"model {cfg.model.name} · seed {cfg.seed}\n"
-        f"  attention vs {cfg.analysis.sensitivity}:  Pearson r = {m['align/pearson']:+.3f}   "
+        f"  attention vs {result.tags.get('lvsweep.sensitivity', cfg.analysis.sensitivity)}:  Pearson r = {m['align/pearson']:+.3f}   "
         f"Spearman ρ = {m['align/spearman']:+.3f}   (anticorrelation {m[OBJECTIVE]:+.3f})\n"
         f"  perturb/low_over_high = {m['perturb/low_over_high']:.3f}   (paper's claim: > 1)\n"
         f"  reconstruction loss: train {m['train/loss']:.4g}   val {m['val/loss']:.4g}\n"
