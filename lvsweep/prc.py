@@ -11,9 +11,10 @@ shift is read at a section crossing of the twin: the kicked orbit's nearest cros
   is back on the attracting cycle; the shift then tends to the asymptotic phase shift (its error
   shrinks like the cycle's Floquet multiplier to the power `cycles`).
 - Centre (Lotka-Volterra): a kick moves the orbit to a neighbouring closed orbit with another
-  period, so the shift drifts by the period difference every cycle and has no asymptote. The
-  shift is read at the first crossing after the kick: the displacement along the cycle the kick
-  causes before that drift accumulates.
+  period T', so a shift read at a crossing drifts by (T' − T)/T every cycle and has no asymptote.
+  Each orbit is read on its own clock instead: the phase of a state is 1 − (time to its next
+  crossing)/(its orbit's period), and the shift is the kicked state's phase on the new orbit
+  minus the unkicked phase (a shift of the angle variable, free of the drift).
 """
 from __future__ import annotations
 
@@ -115,17 +116,21 @@ def phase_response(system: DynamicalSystem, orbit: Orbit, state: int, epsilon: f
     problem = system.check_state(kicked)
     if problem:
         raise LvsweepError("analysis.prc_kick.epsilon", f"a kick of {kick:g} leaves the state space ({problem})")
-    read_at = 1 if system.cycle == "centre" else cycles
-    t = np.linspace(0.0, (read_at + 1.5) * period, int((read_at + 1.5) * SAMPLES_PER_PERIOD) + 1)
+    centre = system.cycle == "centre"
+    read_at = 1 if centre else cycles
+    t = np.linspace(0.0, (read_at + 2.5) * period, int((read_at + 2.5) * SAMPLES_PER_PERIOD) + 1)
     paths = integrate(system, np.concatenate([base, kicked]), t, rtol, atol)[..., 0]
     level = section_level(orbit)
     k = len(idx)
     # The twin's crossing number `read_at` after the kick; each twin starts at its own phase.
     start_phase = (orbit.t[idx] - t0) / period
-    target = (read_at - start_phase) * period
-    t_ref = nearest_crossing(t, paths[:k], level, target)
+    t_ref = nearest_crossing(t, paths[:k], level, (read_at - start_phase) * period)
     t_kicked = nearest_crossing(t, paths[k:], level, t_ref)
-    shift = np.mod((t_ref - t_kicked) / period + 0.5, 1.0) - 0.5
+    if centre:
+        own_period = nearest_crossing(t, paths[k:], level, t_kicked + period) - t_kicked
+        shift = np.mod(t_ref / period - t_kicked / own_period + 0.5, 1.0) - 0.5
+    else:
+        shift = np.mod((t_ref - t_kicked) / period + 0.5, 1.0) - 0.5
     if not np.all(np.isfinite(shift)):
         raise LvsweepError("analysis.prc_kick.epsilon", "a kicked orbit left the cycle (no section crossing); "
                                                         "use a smaller kick")
