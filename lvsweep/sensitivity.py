@@ -72,11 +72,11 @@ def measure_sensitivity(kind: str, system: DynamicalSystem, orbit: Orbit, ftle_h
     measure = resolve_measure(kind, system)
     stability = orbit_stability(system, orbit, ftle_horizon, rtol, atol)
     metrics = {"system/max_lyapunov": stability.max_lyapunov}
-    if measure == "lyapunov_normal":
-        profile = lyapunov_normal(system, orbit)
-        metrics["sensitivity/ftle_vs_lyapunov_spearman"] = float(spearman(stability.ftle.values, profile.values))
-    else:
-        profile = SensitivityProfile("ftle", stability.ftle.values, stability.ftle.directions)
+    ftle = SensitivityProfile("ftle", stability.ftle.values, stability.ftle.directions)
+    if system.has_lyapunov:  # both notions exist: show how they relate, whichever the run uses
+        analytic = lyapunov_normal(system, orbit)
+        metrics["sensitivity/ftle_vs_lyapunov_spearman"] = float(spearman(ftle.values, analytic.values))
+    profile = analytic if measure == "lyapunov_normal" else ftle
     return SensitivityReport(profile, stability, metrics)
 
 
