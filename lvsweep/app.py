@@ -130,7 +130,7 @@ def print_summary(result: RunResult, run_id: str, cfg: DictConfig, out_dir: Path
     print(
         f"\nlvsweep · {cfg.system.name} · noise {cfg.noise.kind} {cfg.noise.level:g} · "
         f"model {cfg.model.name} · seed {cfg.seed}\n"
-        f"  attention vs {result.tags.get('lvsweep.sensitivity', cfg.analysis.sensitivity)}:  Pearson r = {m['align/pearson']:+.3f}   "
+        f"  attention vs {result.tags['lvsweep.sensitivity']}:  Pearson r = {m['align/pearson']:+.3f}   "
         f"Spearman ρ = {m['align/spearman']:+.3f}   (anticorrelation {m[OBJECTIVE]:+.3f})\n"
         f"  perturb/low_over_high = {m['perturb/low_over_high']:.3f}   (paper's claim: > 1)\n"
         f"  reconstruction loss: train {m['train/loss']:.4g}   val {m['val/loss']:.4g}\n"

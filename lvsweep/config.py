@@ -250,7 +250,8 @@ def validate_system_analysis(a: DictConfig | Any, system: Any, s: DictConfig | A
 
     resolve_measure(str(getattr(a.sensitivity, "value", a.sensitivity)), system)
     _require(_finite(a.ftle_horizon) and 0 < a.ftle_horizon <= s.t_end - s.t_start, "analysis.ftle_horizon",
-             f"must be a number in (0, {s.t_end - s.t_start:g}] (time units, at most the time span), got {a.ftle_horizon}")
+             f"must be a number in (0, {s.t_end - s.t_start:g}] (time units, at most the time span), "
+             f"got {a.ftle_horizon}")
     if not a.prc:
         return
     check_prc(system)

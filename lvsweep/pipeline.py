@@ -22,8 +22,8 @@ from lvsweep.perturbation import perturbation_test
 from lvsweep.prc import phase_response, prc_alignment, state_index, write_prc_csv
 from lvsweep.reconstruction import reconstruction_metrics
 from lvsweep.sensitivity import measure_sensitivity
-from lvsweep.simulate import simulate
-from lvsweep.systems import make_system
+from lvsweep.simulate import Orbit, simulate
+from lvsweep.systems import DynamicalSystem, make_system
 from lvsweep.training import fit
 
 
@@ -61,7 +61,8 @@ def run_experiment(cfg: Any, sink: MetricSink, out_dir: Path) -> RunResult:
     pert = perturbation_test(system, orbit, profile.normals, attention, p.k, p.epsilon, p.horizon,
                              cfg.system.rtol, cfg.system.atol)
     sink({"perturb/low_over_high": pert.low_over_high}, model.epochs_done)
-    metrics = {**losses.final, **recon, **align.final, "perturb/low_over_high": pert.low_over_high, **report.metrics}
+    metrics = {**losses.final, **recon, **align.final, "perturb/low_over_high": pert.low_over_high,
+               **report.metrics}
 
     out_dir.mkdir(parents=True, exist_ok=True)
     artifacts = [write_attention_csv(out_dir / "attention.csv", system.state_names, data.t, data.clean,
@@ -80,7 +81,7 @@ def run_experiment(cfg: Any, sink: MetricSink, out_dir: Path) -> RunResult:
     return RunResult(metrics, artifacts, tags={"lvsweep.sensitivity": profile.kind})
 
 
-def phase_response_analysis(cfg: Any, system: Any, orbit: Any, attention: np.ndarray,
+def phase_response_analysis(cfg: Any, system: DynamicalSystem, orbit: Orbit, attention: np.ndarray,
                             out_dir: Path) -> tuple[dict[str, float], list[Path]]:
     """The oscillator's PRC, its alignment with attention, and its CSV and figure."""
     k = cfg.analysis.prc_kick

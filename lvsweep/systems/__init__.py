@@ -42,7 +42,8 @@ def resolve_measure(kind: str, system: DynamicalSystem) -> str:
     if kind not in allowed:
         why = (f"needs a Lyapunov function or first integral, which {system.name} does not have"
                if kind in MEASURES else "is not a sensitivity measure")
-        raise LvsweepError("analysis.sensitivity", f"'{kind}' {why}; allowed for {system.name}: {', '.join(allowed)}")
+        raise LvsweepError("analysis.sensitivity",
+                           f"'{kind}' {why}; allowed for {system.name}: {', '.join(allowed)}")
     if kind == "auto":
         return "lyapunov_normal" if system.has_lyapunov else "ftle"
     return kind

@@ -10,7 +10,7 @@ one-variable terms), like the predator-prey V.
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -22,7 +22,7 @@ class CompetitiveLV(DynamicalSystem):
     name = "competitive_lv"
     param_names = ("r1", "r2", "K1", "K2", "a12", "a21")
 
-    def __init__(self, params, state_names) -> None:
+    def __init__(self, params: Mapping[str, float], state_names: Sequence[str]) -> None:
         super().__init__(params, state_names)
         p = self.params
         if not (p["r1"] > 0 and p["r2"] > 0 and p["K1"] > 0 and p["K2"] > 0):
