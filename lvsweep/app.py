@@ -119,6 +119,7 @@ def describe(exc: BaseException) -> str:
 
 def print_summary(result: RunResult, run_id: str, cfg: DictConfig, out_dir: Path, multirun: bool) -> None:
     m = result.metrics
+    measure = result.tags.get("lvsweep.sensitivity", cfg.analysis.sensitivity)
     line = (f"pearson {m['align/pearson']:+.3f}  spearman {m['align/spearman']:+.3f}  "
             f"low/high {m['perturb/low_over_high']:.3f}  val/loss {m['val/loss']:.4g}")
     if multirun:
@@ -130,7 +131,7 @@ def print_summary(result: RunResult, run_id: str, cfg: DictConfig, out_dir: Path
     print(
         f"\nlvsweep · {cfg.system.name} · noise {cfg.noise.kind} {cfg.noise.level:g} · "
         f"model {cfg.model.name} · seed {cfg.seed}\n"
-        f"  attention vs {result.tags['lvsweep.sensitivity']}:  Pearson r = {m['align/pearson']:+.3f}   "
+        f"  attention vs {measure}:  Pearson r = {m['align/pearson']:+.3f}   "
         f"Spearman ρ = {m['align/spearman']:+.3f}   (anticorrelation {m[OBJECTIVE]:+.3f})\n"
         f"  perturb/low_over_high = {m['perturb/low_over_high']:.3f}   (paper's claim: > 1)\n"
         f"  reconstruction loss: train {m['train/loss']:.4g}   val {m['val/loss']:.4g}\n"
