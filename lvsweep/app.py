@@ -67,6 +67,8 @@ def run_job(cfg: DictConfig) -> float:
 
         result = run_experiment(plain, recorder.log_metrics, out_dir)
         recorder.log_artifacts(result.artifacts, out_dir)
+        for key, value in result.tags.items():
+            recorder.client.set_tag(recorder.run_id, key, value)
         recorder.finish()
     except (KeyboardInterrupt, SystemExit) as exc:
         if recorder is not None:
@@ -120,6 +122,7 @@ def describe(exc: BaseException) -> str:
 
 def print_summary(result: RunResult, run_id: str, cfg: DictConfig, out_dir: Path, multirun: bool) -> None:
     m = result.metrics
+    measure = result.tags.get("lvsweep.sensitivity", cfg.analysis.sensitivity)
     line = (f"pearson {m['align/pearson']:+.3f}  spearman {m['align/spearman']:+.3f}  "
             f"low/high {m['perturb/low_over_high']:.3f}  val/loss {m['val/loss']:.4g}")
     if multirun:
@@ -131,7 +134,7 @@ def print_summary(result: RunResult, run_id: str, cfg: DictConfig, out_dir: Path
     print(
         f"\nlvsweep · {cfg.system.name} · noise {cfg.noise.kind} {cfg.noise.level:g} · "
         f"model {cfg.model.name} · seed {cfg.seed}\n"
-        f"  attention vs {cfg.analysis.sensitivity}:  Pearson r = {m['align/pearson']:+.3f}   "
+        f"  attention vs {measure}:  Pearson r = {m['align/pearson']:+.3f}   "
         f"Spearman ρ = {m['align/spearman']:+.3f}   (anticorrelation {m[OBJECTIVE]:+.3f})\n"
         f"  perturb/low_over_high = {m['perturb/low_over_high']:.3f}   (paper's claim: > 1)\n"
         f"  reconstruction loss: train {m['train/loss']:.4g}   val {m['val/loss']:.4g}\n"

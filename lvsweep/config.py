@@ -29,7 +29,9 @@ class LinearForm(str, Enum):
 
 
 class Sensitivity(str, Enum):
+    auto = "auto"  # lyapunov_normal where the system has V, else ftle
     lyapunov_normal = "lyapunov_normal"
+    ftle = "ftle"
 
 
 @dataclass
@@ -40,6 +42,8 @@ class SystemConfig:
     state_names: List[str] = MISSING
     params: Dict[str, float] = field(default_factory=dict)
     start: List[float] = MISSING
+    # Time integrated from `start` and discarded before t_start, so orbits begin on their attractor.
+    transient: float = 0.0
     t_start: float = 0.0
     t_end: float = MISSING
     n_steps: int = MISSING
@@ -116,10 +120,25 @@ class PerturbConfig:
 
 
 @dataclass
+class PrcKickConfig:
+    # Kick size as a fraction of the kicked state's range along the orbit (scale-free across systems).
+    epsilon: float = 0.01
+    # The kicked state variable: its name or its index.
+    state: str = "0"
+
+
+@dataclass
 class AnalysisConfig:
-    sensitivity: Sensitivity = Sensitivity.lyapunov_normal
+    sensitivity: Sensitivity = Sensitivity.auto
+    # FTLE horizon τ in time units (rounded to whole sampling steps).
+    ftle_horizon: float = 1.0
     perturb: PerturbConfig = field(default_factory=PerturbConfig)
     figures: bool = True
+    # Phase response curve of oscillators: prc.csv, figures/prc.png, prc/spearman.
+    prc: bool = False
+    prc_kick: PrcKickConfig = field(default_factory=PrcKickConfig)
+    # Limit cycles: the shift is read this many cycles after the kick, once the orbit is back on the cycle.
+    prc_cycles: int = 10
 
 
 @dataclass
@@ -186,11 +205,14 @@ def validate(cfg: DictConfig | Any) -> None:
     _require(all(_finite(v) for v in s.start), "system.start", "values must be finite numbers")
     from lvsweep.systems import check_start, make_system  # numpy only: cheap
 
-    check_start(make_system(s), list(s.start))
+    system = make_system(s)
+    check_start(system, list(s.start))
     for name, value in s.params.items():
         _require(_finite(value), f"system.params.{name}", f"must be a finite number, got {value}")
     _require(_finite(s.t_end) and s.t_end > s.t_start, "system.t_end",
              f"must be a finite number > system.t_start ({s.t_start}), got {s.t_end}")
+    _require(_finite(s.transient) and s.transient >= 0, "system.transient",
+             f"must be a finite number >= 0 (time discarded before t_start), got {s.transient}")
     _require(s.n_steps >= 10, "system.n_steps", f"must be an integer >= 10, got {s.n_steps}")
     _require(0 < s.rtol < 1, "system.rtol", f"must be in (0, 1), got {s.rtol}")
     _require(0 < s.atol < 1, "system.atol", f"must be in (0, 1), got {s.atol}")
@@ -215,10 +237,31 @@ def validate(cfg: DictConfig | Any) -> None:
              f"must be a finite number > 0, got {p.epsilon}")
     _require(_finite(p.horizon) and p.horizon > 0, "analysis.perturb.horizon",
              f"must be a finite number > 0, got {p.horizon}")
+    validate_system_analysis(cfg.analysis, system, s)
     _require(bool(cfg.tracking.experiment), "tracking.experiment", "must be a non-empty name")
     _require(len(cfg.objectives) >= 1, "objectives", f"must name at least one of: {', '.join(RUN_METRICS)}")
     for name in cfg.objectives:
         _require(name in RUN_METRICS, "objectives", f"unknown metric '{name}'; allowed: {', '.join(RUN_METRICS)}")
+
+
+def validate_system_analysis(a: DictConfig | Any, system: Any, s: DictConfig | Any) -> None:
+    """The sensitivity measure and the phase response must suit the system."""
+    from lvsweep.systems import check_prc, resolve_measure
+
+    resolve_measure(str(getattr(a.sensitivity, "value", a.sensitivity)), system)
+    _require(_finite(a.ftle_horizon) and 0 < a.ftle_horizon <= s.t_end - s.t_start, "analysis.ftle_horizon",
+             f"must be a number in (0, {s.t_end - s.t_start:g}] (time units, at most the time span), "
+             f"got {a.ftle_horizon}")
+    if not a.prc:
+        return
+    check_prc(system)
+    k = a.prc_kick
+    _require(_finite(k.epsilon) and k.epsilon != 0 and abs(k.epsilon) <= 0.5, "analysis.prc_kick.epsilon",
+             f"must be a non-zero number in [-0.5, 0.5] (fraction of the state's range), got {k.epsilon}")
+    indices = [str(i) for i in range(len(s.state_names))]
+    _require(str(k.state) in (*s.state_names, *indices), "analysis.prc_kick.state",
+             f"unknown state '{k.state}'; allowed: {', '.join([*s.state_names, *indices])}")
+    _require(1 <= a.prc_cycles <= 100, "analysis.prc_cycles", f"must be an integer in [1, 100], got {a.prc_cycles}")
 
 
 MAX_HEADS, MAX_WIDTH, MAX_LAYERS = 64, 1024, 16

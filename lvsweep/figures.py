@@ -10,6 +10,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from lvsweep.perturbation import PerturbationResult  # noqa: E402
+from lvsweep.prc import PhaseResponse  # noqa: E402
 from lvsweep.systems import DynamicalSystem  # noqa: E402
 
 HIGH, LOW = "tab:red", "tab:blue"
@@ -133,6 +134,27 @@ def attention_heads(path: Path, t: np.ndarray, head_attention: np.ndarray, sensi
         ax.set_title(f"head {h}: Pearson r = {r:+.3f}   Spearman ρ = {rho:+.3f}", fontsize=9)
     axes[0, 0].legend(loc="upper right", fontsize=8)
     axes[-1, 0].set_xlabel("t")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def phase_response(path: Path, response: PhaseResponse, names: tuple[str, ...], t: np.ndarray,
+                   attention: np.ndarray, spearman_rho: float) -> Path:
+    """The PRC over one cycle, and attention against phase: does attention peak where |PRC| does?"""
+    fig, (ax_p, ax_a) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
+    order = np.argsort(response.phase)
+    phase, shift = response.phase[order], response.shift[order]
+    ax_p.axhline(0, color="0.6", lw=0.8)
+    ax_p.plot(phase, shift, color="tab:green", lw=1.6, label="phase shift (advance > 0)")
+    ax_p.plot(phase, np.abs(shift), color="tab:green", lw=1.0, ls="--", label="|PRC|")
+    ax_p.set_ylabel("phase shift (cycles)")
+    ax_p.set_title(f"Phase response to a kick of {response.epsilon:.3g} in {names[response.state]} "
+                   f"(period {response.period:.3g})")
+    ax_p.legend(fontsize=8)
+    ax_a.scatter(response.phase_of(t), attention, s=5, color="black", alpha=0.5, lw=0)
+    ax_a.set_ylabel("attention")
+    ax_a.set_xlabel("phase (cycles; 0 = upward crossing of the section)")
+    ax_a.set_title(f"Attention by phase: Spearman ρ(attention, |PRC|) = {spearman_rho:+.3f}")
     fig.tight_layout()
     return _save(fig, path)
 

@@ -19,10 +19,11 @@ from lvsweep.callbacks import AlignmentCallback, LossHistory, MetricSink
 from lvsweep.data import TrajectoryDataModule, make_data
 from lvsweep.models import make_model
 from lvsweep.perturbation import perturbation_test
+from lvsweep.prc import phase_response, prc_alignment, state_index, write_prc_csv
 from lvsweep.reconstruction import reconstruction_metrics
-from lvsweep.sensitivity import sensitivity_profile
-from lvsweep.simulate import simulate
-from lvsweep.systems import make_system
+from lvsweep.sensitivity import measure_sensitivity
+from lvsweep.simulate import Orbit, simulate
+from lvsweep.systems import DynamicalSystem, make_system
 from lvsweep.training import fit
 
 
@@ -30,12 +31,16 @@ from lvsweep.training import fit
 class RunResult:
     metrics: dict[str, float]
     artifacts: list[Path] = field(default_factory=list)
+    tags: dict[str, str] = field(default_factory=dict)
 
 
 def run_experiment(cfg: Any, sink: MetricSink, out_dir: Path) -> RunResult:
     system = make_system(cfg.system)
     orbit = simulate(cfg.system)
-    profile = sensitivity_profile(cfg.analysis.sensitivity, system, orbit)
+    report = measure_sensitivity(cfg.analysis.sensitivity, system, orbit, cfg.analysis.ftle_horizon,
+                                 cfg.system.rtol, cfg.system.atol)
+    profile = report.profile
+    sink(report.metrics, 0)
     data = make_data(orbit, cfg.noise.kind, cfg.noise.level, cfg.seed)
     datamodule = TrajectoryDataModule(data)
 
@@ -56,7 +61,8 @@ def run_experiment(cfg: Any, sink: MetricSink, out_dir: Path) -> RunResult:
     pert = perturbation_test(system, orbit, profile.normals, attention, p.k, p.epsilon, p.horizon,
                              cfg.system.rtol, cfg.system.atol)
     sink({"perturb/low_over_high": pert.low_over_high}, model.epochs_done)
-    metrics = {**losses.final, **recon, **align.final, "perturb/low_over_high": pert.low_over_high}
+    metrics = {**losses.final, **recon, **align.final, "perturb/low_over_high": pert.low_over_high,
+               **report.metrics}
 
     out_dir.mkdir(parents=True, exist_ok=True)
     artifacts = [write_attention_csv(out_dir / "attention.csv", system.state_names, data.t, data.clean,
@@ -67,7 +73,26 @@ def run_experiment(cfg: Any, sink: MetricSink, out_dir: Path) -> RunResult:
     if cfg.analysis.figures:
         artifacts += figures.write_all(out_dir, system, data.t, data.clean, data.noisy_train, attention,
                                        profile.values, profile.kind, metrics, pert, p.epsilon, heads)
-    return RunResult(metrics, artifacts)
+    if cfg.analysis.prc:
+        prc_metrics, prc_artifacts = phase_response_analysis(cfg, system, orbit, attention, out_dir)
+        sink(prc_metrics, model.epochs_done)
+        metrics.update(prc_metrics)
+        artifacts += prc_artifacts
+    return RunResult(metrics, artifacts, tags={"lvsweep.sensitivity": profile.kind})
+
+
+def phase_response_analysis(cfg: Any, system: DynamicalSystem, orbit: Orbit, attention: np.ndarray,
+                            out_dir: Path) -> tuple[dict[str, float], list[Path]]:
+    """The oscillator's PRC, its alignment with attention, and its CSV and figure."""
+    k = cfg.analysis.prc_kick
+    response = phase_response(system, orbit, state_index(str(k.state), system.state_names), k.epsilon,
+                              cfg.analysis.prc_cycles, cfg.system.rtol, cfg.system.atol)
+    metrics = prc_alignment(response, orbit.t, attention)
+    artifacts = [write_prc_csv(out_dir / "prc.csv", response, system.state_names)]
+    if cfg.analysis.figures:
+        artifacts.append(figures.phase_response(out_dir / "figures" / "prc.png", response, system.state_names,
+                                                orbit.t, attention, metrics["prc/spearman"]))
+    return metrics, artifacts
 
 
 def write_attention_csv(path: Path, names: tuple[str, ...], t: np.ndarray, clean: np.ndarray,

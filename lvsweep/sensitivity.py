@@ -1,9 +1,12 @@
 """Where the landscape is steep: the sensitivity profile along an orbit.
 
-For Lotka-Volterra the measure is the normal derivative ∇V·n̂ of the conserved function V, with
-n̂ the outward unit normal of the orbit. In the plane n̂ is built from the orbit's geometry alone
-(the tangent turned towards the outside), so that ∇V·n̂ = |∇V| is a checkable fact, not a
-definition.
+Two measures. `lyapunov_normal`, for systems with a Lyapunov function or first integral V: the
+normal derivative ∇V·n̂, n̂ the outward unit normal of the orbit. For a conserved V in the plane
+(Lotka-Volterra) n̂ is built from the orbit's geometry alone (the tangent turned towards the
+outside), so that ∇V·n̂ = |∇V| is a checkable fact, not a definition; otherwise n̂ is the part of
+∇V across the flow. `ftle`, for any system: the finite-time Lyapunov exponent over a horizon
+(lvsweep.ftle), with kicks along the direction that grows fastest. `auto` picks the analytic
+measure where V exists.
 """
 from __future__ import annotations
 
@@ -11,9 +14,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lvsweep.alignment import spearman
 from lvsweep.errors import LvsweepError
+from lvsweep.ftle import OrbitStability, orbit_stability
 from lvsweep.simulate import Orbit
-from lvsweep.systems import DynamicalSystem
+from lvsweep.systems import DynamicalSystem, resolve_measure
 
 
 @dataclass(frozen=True)
@@ -32,14 +37,14 @@ def turns_counter_clockwise(x: np.ndarray, f: np.ndarray) -> bool:
 def outward_normals(system: DynamicalSystem, x: np.ndarray) -> np.ndarray:
     """Unit normals pointing away from the region the orbit encloses."""
     f = system.rhs(x)
-    if system.dim == 2:
+    if system.dim == 2 and system.conserved:
         turn = 1.0 if turns_counter_clockwise(x, f) else -1.0  # counter-clockwise: outside is on the right
         n = turn * np.stack([f[:, 1], -f[:, 0]], axis=-1)
     else:
         grad = system.lyapunov_grad(x)
         if grad is None:
             raise LvsweepError("analysis.sensitivity",
-                               f"no orbit normal is defined for the {system.dim}-D system {system.name} without V")
+                               f"no orbit normal is defined for {system.name}, which has no V")
         tangent = f / np.linalg.norm(f, axis=-1, keepdims=True)
         n = grad - np.sum(grad * tangent, axis=-1, keepdims=True) * tangent
     return n / np.linalg.norm(n, axis=-1, keepdims=True)
@@ -54,8 +59,28 @@ def lyapunov_normal(system: DynamicalSystem, orbit: Orbit) -> SensitivityProfile
     return SensitivityProfile("lyapunov_normal", np.sum(grad * normals, axis=-1), normals)
 
 
-def sensitivity_profile(kind: str, system: DynamicalSystem, orbit: Orbit) -> SensitivityProfile:
-    measures = {"lyapunov_normal": lyapunov_normal}
-    if kind not in measures:
-        raise LvsweepError("analysis.sensitivity", f"unknown measure '{kind}'; allowed: {', '.join(measures)}")
-    return measures[kind](system, orbit)
+@dataclass(frozen=True)
+class SensitivityReport:
+    profile: SensitivityProfile
+    stability: OrbitStability
+    metrics: dict[str, float]  # system/max_lyapunov, and the FTLE-vs-V rank correlation where V exists
+
+
+def measure_sensitivity(kind: str, system: DynamicalSystem, orbit: Orbit, ftle_horizon: float,
+                        rtol: float = 1e-10, atol: float = 1e-10) -> SensitivityReport:
+    """The chosen profile, plus the orbit's stability (FTLE and exponents), computed for every run."""
+    measure = resolve_measure(kind, system)
+    stability = orbit_stability(system, orbit, ftle_horizon, rtol, atol)
+    metrics = {"system/max_lyapunov": stability.max_lyapunov}
+    ftle = SensitivityProfile("ftle", stability.ftle.values, stability.ftle.directions)
+    if system.has_lyapunov:  # both notions exist: show how they relate, whichever the run uses
+        analytic = lyapunov_normal(system, orbit)
+        metrics["sensitivity/ftle_vs_lyapunov_spearman"] = float(spearman(ftle.values, analytic.values))
+    profile = analytic if measure == "lyapunov_normal" else ftle
+    return SensitivityReport(profile, stability, metrics)
+
+
+def sensitivity_profile(kind: str, system: DynamicalSystem, orbit: Orbit, ftle_horizon: float = 1.0,
+                        rtol: float = 1e-10, atol: float = 1e-10) -> SensitivityProfile:
+    """The profile alone, for scripts that need no stability metrics."""
+    return measure_sensitivity(kind, system, orbit, ftle_horizon, rtol, atol).profile

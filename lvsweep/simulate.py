@@ -55,9 +55,12 @@ def simulate(cfg: Any) -> Orbit:
     system = make_system(cfg)
     check_start(system, cfg.start)
     start = np.asarray(cfg.start, dtype=float)
-    key = (system.name, tuple(system.params.items()), system.state_names, tuple(start),
+    transient = float(cfg.get("transient", 0.0))
+    key = (system.name, tuple(system.params.items()), system.state_names, tuple(start), transient,
            float(cfg.t_start), float(cfg.t_end), int(cfg.n_steps), float(cfg.rtol), float(cfg.atol))
     if key not in _ORBITS:
+        if transient > 0:
+            start = integrate(system, start, np.array([0.0, transient]), cfg.rtol, cfg.atol)[0, -1]
         t = np.linspace(cfg.t_start, cfg.t_end, cfg.n_steps)
         x = integrate(system, start, t, cfg.rtol, cfg.atol)[0]
         t.setflags(write=False)

@@ -7,9 +7,15 @@ import numpy as np
 
 from lvsweep.errors import LvsweepError
 from lvsweep.systems.base import DynamicalSystem
+from lvsweep.systems.competitive_lv import CompetitiveLV
+from lvsweep.systems.goodwin import Goodwin
+from lvsweep.systems.lorenz import Lorenz
 from lvsweep.systems.lotka_volterra import LotkaVolterra
+from lvsweep.systems.rossler import Rossler
+from lvsweep.systems.van_der_pol import VanDerPol
 
-SYSTEMS: dict[str, type[DynamicalSystem]] = {cls.name: cls for cls in (LotkaVolterra,)}
+SYSTEMS: dict[str, type[DynamicalSystem]] = {
+    cls.name: cls for cls in (LotkaVolterra, CompetitiveLV, VanDerPol, Rossler, Lorenz, Goodwin)}
 
 
 def make_system(cfg: Any) -> DynamicalSystem:
@@ -26,4 +32,29 @@ def check_start(system: DynamicalSystem, start: Sequence[float]) -> None:
         raise LvsweepError("system.start", f"{list(start)} is outside the state space: {problem}")
 
 
-__all__ = ["DynamicalSystem", "SYSTEMS", "check_start", "make_system"]
+MEASURES = ("auto", "lyapunov_normal", "ftle")
+
+
+def resolve_measure(kind: str, system: DynamicalSystem) -> str:
+    """The sensitivity measure `kind` stands for on this system (`auto`: the analytic one where V
+    exists); a measure the system cannot have is an error naming what it can."""
+    allowed = MEASURES if system.has_lyapunov else ("auto", "ftle")
+    if kind not in allowed:
+        why = (f"needs a Lyapunov function or first integral, which {system.name} does not have"
+               if kind in MEASURES else "is not a sensitivity measure")
+        raise LvsweepError("analysis.sensitivity",
+                           f"'{kind}' {why}; allowed for {system.name}: {', '.join(allowed)}")
+    if kind == "auto":
+        return "lyapunov_normal" if system.has_lyapunov else "ftle"
+    return kind
+
+
+def check_prc(system: DynamicalSystem) -> None:
+    """A phase response needs a phase: a periodic orbit, attracting or a centre."""
+    if system.cycle is None:
+        oscillators = ", ".join(sorted(name for name, cls in SYSTEMS.items() if cls.cycle))
+        raise LvsweepError("analysis.prc", f"a phase response curve needs an oscillator, and {system.name} has no "
+                                           f"periodic orbit; allowed for {system.name}: false (oscillators: {oscillators})")
+
+
+__all__ = ["DynamicalSystem", "MEASURES", "SYSTEMS", "check_prc", "check_start", "make_system", "resolve_measure"]

@@ -18,6 +18,12 @@ class DynamicalSystem(ABC):
 
     name: ClassVar[str]
     param_names: ClassVar[tuple[str, ...]]
+    # The kind of periodic orbit the system's orbits settle on, which decides how a phase response
+    # is measured: "limit_cycle" (attracting), "centre" (a family of closed orbits), or None
+    # (a fixed point or chaos: no phase to respond).
+    cycle: ClassVar[Optional[str]] = None
+    # Whether V is conserved (a first integral) rather than decreasing along orbits.
+    conserved: ClassVar[bool] = False
 
     def __init__(self, params: Mapping[str, float], state_names: Sequence[str]) -> None:
         unknown = sorted(set(params) - set(self.param_names))
@@ -35,6 +41,11 @@ class DynamicalSystem(ABC):
     @property
     def dim(self) -> int:
         return len(self.state_names)
+
+    @property
+    def has_lyapunov(self) -> bool:
+        """Whether the system defines V (and so the analytic lyapunov_normal sensitivity)."""
+        return type(self).lyapunov_grad is not DynamicalSystem.lyapunov_grad
 
     @abstractmethod
     def rhs(self, x: np.ndarray) -> np.ndarray:

@@ -13,6 +13,8 @@ class LotkaVolterra(DynamicalSystem):
 
     name = "lotka_volterra"
     param_names = ("alpha", "beta", "gamma", "delta")
+    cycle = "centre"
+    conserved = True
 
     def rhs(self, x: np.ndarray) -> np.ndarray:
         p = self.params

@@ -1,0 +1,65 @@
+"""Phase response: linear in the kick, periodic with the cycle, recorded by a real run."""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+from mlflow.tracking import MlflowClient
+
+from lvsweep.prc import orbit_period, phase_response
+from lvsweep.simulate import simulate
+from lvsweep.systems import make_system
+from tests.conftest import QUICK, compose_config, run_cli, store_uri
+
+
+def oscillator(name: str):
+    cfg = compose_config(f"system={name}")
+    return make_system(cfg.system), simulate(cfg.system)
+
+
+@pytest.mark.parametrize("name", ["van_der_pol", "goodwin"])
+def test_twice_the_kick_gives_twice_the_phase_shift(name):
+    system, orbit = oscillator(name)
+    small = phase_response(system, orbit, 0, 0.002, 10, 1e-10, 1e-10)
+    double = phase_response(system, orbit, 0, 0.004, 10, 1e-10, 1e-10)
+    scale = np.abs(small.shift).max()
+    assert scale > 1e-4  # a real response, not numerical noise
+    np.testing.assert_allclose(double.shift, 2 * small.shift, atol=0.03 * 2 * scale)
+    assert np.any(small.shift > 0.2 * scale) and np.any(small.shift < -0.2 * scale)  # advances and delays
+
+
+@pytest.mark.parametrize("name", ["van_der_pol", "goodwin", "lotka_volterra"])
+def test_prc_is_periodic_with_the_cycle(name):
+    system, orbit = oscillator(name)
+    first = phase_response(system, orbit, 1, 0.005, 10, 1e-10, 1e-10, cycle_index=0)
+    second = phase_response(system, orbit, 1, 0.005, 10, 1e-10, 1e-10, cycle_index=1)
+    scale = np.abs(first.shift).max()
+    # Kicks one period apart land at the same phases and move the clock alike.
+    np.testing.assert_allclose(np.interp(first.phase, second.phase, second.shift, period=1.0), first.shift,
+                               atol=0.03 * scale)
+    # ... and the curve closes on itself: its ends meet across phase 0 = 1.
+    assert abs(first.shift[0] - first.shift[-1]) < 0.1 * scale
+    assert first.at(first.t_kick + first.period) == pytest.approx(first.shift, abs=1e-12)
+
+
+def test_period_of_van_der_pol_matches_the_known_value():
+    _, orbit = oscillator("van_der_pol")
+    assert orbit_period(orbit)[0] == pytest.approx(6.6633, rel=1e-3)  # μ = 1
+
+
+def test_prc_run_records_csv_figure_and_alignment(tmp_path: Path):
+    proc = run_cli(tmp_path, *QUICK, "system=goodwin", "analysis.prc=true", "analysis.prc_kick.state=repressor")
+    assert proc.returncode == 0, proc.stderr
+    client = MlflowClient(tracking_uri=store_uri(tmp_path))
+    (run,) = client.search_runs([client.get_experiment_by_name("lvsweep").experiment_id])
+    assert run.data.tags["lvsweep.sensitivity"] == "ftle"
+    assert -1 <= run.data.metrics["prc/spearman"] <= 1
+    assert run.data.metrics["prc/period"] == pytest.approx(19.65, rel=0.02)
+    assert "prc.png" in {Path(a.path).name for a in client.list_artifacts(run.info.run_id, "figures")}
+    with Path(client.download_artifacts(run.info.run_id, "prc.csv", str(tmp_path))).open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert list(rows[0]) == ["phase", "t", "mrna", "protein", "repressor", "phase_shift"]
+    phases = [float(r["phase"]) for r in rows]
+    assert 0 <= min(phases) and max(phases) < 1 and len(rows) > 20

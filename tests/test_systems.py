@@ -1,0 +1,131 @@
+"""Every system: its equations, its Jacobian, a finite orbit; config checks; the cross-system multirun."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from mlflow.tracking import MlflowClient
+
+from lvsweep.simulate import integrate, simulate
+from lvsweep.systems import SYSTEMS, make_system
+from tests.conftest import QUICK, compose_config, run_cli, store_uri
+
+POINT = {2: np.array([1.7, 2.3]), 3: np.array([1.7, 2.3, 3.1])}
+
+
+def equations(name: str, p: dict[str, float], x: np.ndarray) -> list[float]:
+    """Each system's right-hand side written out by hand, as in its docstring."""
+    if name == "lotka_volterra":
+        u, v = x
+        return [p["alpha"] * u - p["beta"] * u * v, p["delta"] * u * v - p["gamma"] * v]
+    if name == "competitive_lv":
+        u, v = x
+        return [p["r1"] * u * (1 - (u + p["a12"] * v) / p["K1"]), p["r2"] * v * (1 - (v + p["a21"] * u) / p["K2"])]
+    if name == "van_der_pol":
+        u, v = x
+        return [v, p["mu"] * (1 - u ** 2) * v - u]
+    u, v, w = x
+    if name == "rossler":
+        return [-v - w, u + p["a"] * v, p["b"] + w * (u - p["c"])]
+    if name == "lorenz":
+        return [p["sigma"] * (v - u), u * (p["rho"] - w) - v, u * v - p["beta"] * w]
+    if name == "goodwin":
+        return [p["a"] / (1 + (w / p["K"]) ** p["n"]) - p["b"] * u, u - p["b"] * v, v - p["b"] * w]
+    raise AssertionError(f"no hand-written equations for {name}")
+
+
+@pytest.fixture(scope="module", params=sorted(SYSTEMS))
+def system_cfg(request):
+    return compose_config(f"system={request.param}").system
+
+
+def test_every_registered_system_has_a_config_and_state_names(system_cfg):
+    system = make_system(system_cfg)
+    assert system.dim == len(system_cfg.start) in (2, 3)
+
+
+def test_rhs_matches_the_equations_at_a_point(system_cfg):
+    system = make_system(system_cfg)
+    x = POINT[system.dim]
+    np.testing.assert_allclose(system.rhs(x), equations(system.name, system.params, x), rtol=1e-14)
+    # Batched evaluation (what the integrators use) agrees with single points.
+    batch = np.stack([x, 1.1 * x])
+    np.testing.assert_allclose(system.rhs(batch)[1], system.rhs(1.1 * x))
+
+
+def test_jacobian_matches_finite_differences(system_cfg):
+    system = make_system(system_cfg)
+    x = POINT[system.dim]
+    h = 1e-6
+    fd = np.stack([(system.rhs(x + h * e) - system.rhs(x - h * e)) / (2 * h) for e in np.eye(system.dim)], axis=-1)
+    np.testing.assert_allclose(system.jacobian(x), fd, rtol=1e-6, atol=1e-8)
+    assert system.jacobian(np.stack([x, x])).shape == (2, system.dim, system.dim)
+
+
+def test_orbit_stays_finite_and_moves_over_its_time_span(system_cfg):
+    orbit = simulate(system_cfg)
+    assert orbit.x.shape == (system_cfg.n_steps, len(system_cfg.state_names))
+    assert np.all(np.isfinite(orbit.x)) and np.all(np.ptp(orbit.x, axis=0) > 0)
+
+
+def test_competitive_lv_lyapunov_function_decreases_to_the_coexistence_point():
+    cfg = compose_config("system=competitive_lv").system
+    system = make_system(cfg)
+    x = simulate(cfg).x
+    v = system.lyapunov(x)
+    assert np.all(np.diff(v) < 0) and v[-1] < 1e-2 * v[0]
+    np.testing.assert_allclose(system.rhs(system.equilibrium()), 0, atol=1e-12)
+    # dV/dt = ∇V·f < 0 away from the equilibrium, pointwise.
+    assert np.all(np.sum(system.lyapunov_grad(x) * system.rhs(x), axis=-1) < 0)
+
+
+def test_goodwin_settles_on_a_limit_cycle_not_the_fixed_point():
+    cfg = compose_config("system=goodwin").system
+    system = make_system(cfg)
+    t = np.linspace(0, 800, 8001)
+    z = integrate(system, [1.0, 1.0, 1.0], t, 1e-10, 1e-10)[0, :, 2]
+    late, later = z[(t > 400) & (t < 600)], z[t >= 600]
+    assert np.ptp(later) > 5 and np.ptp(later) == pytest.approx(np.ptp(late), rel=1e-3)  # sustained, same amplitude
+
+
+@pytest.mark.parametrize("override, message", [
+    (["system=van_der_pol", "analysis.sensitivity=lyapunov_normal"],
+     "analysis.sensitivity: 'lyapunov_normal' needs a Lyapunov function or first integral, which van_der_pol "
+     "does not have; allowed for van_der_pol: auto, ftle"),
+    (["system=lorenz", "analysis.prc=true"],
+     "analysis.prc: a phase response curve needs an oscillator, and lorenz has no periodic orbit; allowed for "
+     "lorenz: false"),
+    (["system=goodwin", "analysis.prc=true", "analysis.prc_kick.state=clock"],
+     "analysis.prc_kick.state: unknown state 'clock'; allowed: mrna, protein, repressor, 0, 1, 2"),
+    (["analysis.ftle_horizon=0"], "analysis.ftle_horizon: must be a number in (0, 30]"),
+])
+def test_measure_and_prc_the_system_cannot_have_fail_before_any_run(tmp_path, override, message):
+    proc = run_cli(tmp_path, *QUICK, *override)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"lvsweep: error: {message}")
+    assert not (tmp_path / "mlruns").exists()
+
+
+CROSS = {"lotka_volterra": "lyapunov_normal", "van_der_pol": "ftle", "rossler": "ftle", "lorenz": "ftle",
+         "goodwin": "ftle"}
+
+
+def test_cross_system_multirun_records_one_child_per_system_with_its_measure(tmp_path: Path):
+    proc = run_cli(tmp_path, "-m", f"system={','.join(CROSS)}", *QUICK, "analysis.figures=false")
+    assert proc.returncode == 0, proc.stderr
+    client = MlflowClient(tracking_uri=store_uri(tmp_path))
+    exp = client.get_experiment_by_name("lvsweep")
+    children = [r for r in client.search_runs([exp.experiment_id]) if "mlflow.parentRunId" in r.data.tags]
+    by_system = {r.data.params["system.name"]: r for r in children}
+    assert len(children) == len(CROSS) and set(by_system) == set(CROSS)
+    for name, measure in CROSS.items():
+        run = by_system[name]
+        assert run.info.status == "FINISHED"
+        assert run.data.tags["lvsweep.sensitivity"] == measure
+        assert {"align/pearson", "align/spearman", "align/anticorrelation",
+                "system/max_lyapunov"} <= set(run.data.metrics)
+        assert np.isfinite(run.data.metrics["align/spearman"])
+    assert "sensitivity/ftle_vs_lyapunov_spearman" in by_system["lotka_volterra"].data.metrics
+    assert by_system["lorenz"].data.metrics["system/max_lyapunov"] > 0.5  # chaotic even on a short orbit
