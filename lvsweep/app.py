@@ -67,8 +67,7 @@ def run_job(cfg: DictConfig) -> float:
 
         result = run_experiment(plain, recorder.log_metrics, out_dir)
         recorder.log_artifacts(result.artifacts, out_dir)
-        for key, value in result.tags.items():
-            recorder.client.set_tag(recorder.run_id, key, value)
+        recorder.log_tags(result.tags)
         recorder.finish()
     except (KeyboardInterrupt, SystemExit) as exc:
         if recorder is not None:

@@ -102,6 +102,10 @@ class RunRecorder:
     def log_params(self, params: Mapping[str, Any]) -> None:
         retry_locked(self.client.log_batch, self.run_id, params=[Param(k, str(v)) for k, v in params.items()])
 
+    def log_tags(self, tags: Mapping[str, str]) -> None:
+        if tags:
+            retry_locked(self.client.log_batch, self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
         now = int(time.time() * 1000)
         self._pending += [Metric(k, float(v), now, int(step)) for k, v in metrics.items()]
