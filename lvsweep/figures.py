@@ -83,9 +83,10 @@ def _lyapunov_contours(ax: plt.Axes, system: DynamicalSystem, clean: np.ndarray)
 
 
 def attention_vs_sensitivity(path: Path, t: np.ndarray, attention: np.ndarray, sensitivity: np.ndarray,
-                             pearson_r: float, spearman_rho: float, sensitivity_name: str) -> Path:
-    """Normalised attention and sensitivity over time, and their scatter with r and ρ."""
-    fig, (ax_t, ax_s) = plt.subplots(1, 2, figsize=(12, 4.2), width_ratios=[2.2, 1])
+                             metrics: dict[str, float], sensitivity_name: str) -> Path:
+    """Normalised attention and sensitivity over time, their scatter with r and ρ, and the model's ρ
+    beside the controls (state norm, best linear score, untrained model) with p and excess."""
+    fig, (ax_t, ax_s, ax_c) = plt.subplots(1, 3, figsize=(16, 4.2), width_ratios=[2.2, 1, 1])
     ax_t.plot(t, _minmax(attention), color="black", lw=1.3, label="attention (normalised)")
     ax_t.plot(t, _minmax(sensitivity), color="tab:orange", lw=1.3, label=f"{sensitivity_name} (normalised)")
     ax_t.set_xlabel("t")
@@ -95,9 +96,29 @@ def attention_vs_sensitivity(path: Path, t: np.ndarray, attention: np.ndarray, s
     ax_s.scatter(sensitivity, attention, s=5, alpha=0.5, color="tab:purple", lw=0)
     ax_s.set_xlabel(sensitivity_name)
     ax_s.set_ylabel("attention")
-    ax_s.set_title(f"Pearson r = {pearson_r:+.3f}   Spearman ρ = {spearman_rho:+.3f}")
+    ax_s.set_title(f"Pearson r = {metrics['align/pearson']:+.3f}   Spearman ρ = {metrics['align/spearman']:+.3f}",
+                   fontsize=9)
+    _controls_panel(ax_c, metrics)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def _controls_panel(ax: plt.Axes, m: dict[str, float]) -> None:
+    labels = ["model", "untrained model", "state norm", "best linear score"]
+    values = [m["align/spearman"], m["align/spearman_init"], m["align/baseline_norm"], m["align/baseline_linear"]]
+    colors = ["black", "0.6", "tab:green", "tab:blue"]
+    y = np.arange(len(labels))[::-1]
+    ax.barh(y, values, color=colors, height=0.6)
+    if "align/spearman_ci_low" in m:  # only with replicates
+        ax.errorbar(values[0], y[0], xerr=[[values[0] - m["align/spearman_ci_low"]],
+                                           [m["align/spearman_ci_high"] - values[0]]],
+                    color="tab:red", capsize=4, lw=1.5, label="95 % CI over replicates")
+        ax.legend(loc="lower right", fontsize=7)
+    ax.axvline(0, color="0.3", lw=0.8)
+    ax.set_yticks(y, labels, fontsize=8)
+    ax.set_xlim(-1, 1)
+    ax.set_xlabel("Spearman ρ with the sensitivity")
+    ax.set_title(f"excess {m['align/excess']:+.3f}   circular-shift p = {m['align/pvalue']:.3f}", fontsize=9)
 
 
 def perturbation(path: Path, pert: PerturbationResult, epsilon: float) -> Path:
@@ -145,8 +166,8 @@ def write_all(out_dir: Path, system: DynamicalSystem, t: np.ndarray, clean: np.n
     paths = [
         timeseries(fig_dir / "timeseries.png", t, clean, noisy, system.state_names, attention, pert),
         phase_portrait(fig_dir / "phase_portrait.png", system, clean, noisy, attention),
-        attention_vs_sensitivity(fig_dir / "attention_vs_sensitivity.png", t, attention, sensitivity,
-                                 metrics["align/pearson"], metrics["align/spearman"], sensitivity_name),
+        attention_vs_sensitivity(fig_dir / "attention_vs_sensitivity.png", t, attention, sensitivity, metrics,
+                                 sensitivity_name),
         perturbation(fig_dir / "perturbation.png", pert, epsilon),
     ]
     if head_attention is not None:
