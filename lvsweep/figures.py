@@ -174,3 +174,37 @@ def write_all(out_dir: Path, system: DynamicalSystem, t: np.ndarray, clean: np.n
         paths.append(attention_heads(fig_dir / "attention_heads.png", t, head_attention, sensitivity, metrics,
                                      sensitivity_name))
     return paths
+
+
+def alignment_by_group(path: Path, factors: list[str], params: list[dict[str, str]], rows: list[dict[str, float]],
+                       x_key: str) -> Path:
+    """Mean Spearman ρ with its 95 % CI band against `x_key` (noise level), one line per setting of
+    the other factors (e.g. per model), baselines dashed and dotted in the same colour. Without
+    `x_key` among the factors, one point per group with its CI as an error bar."""
+    fig, ax = plt.subplots(figsize=(8, 4.8))
+    along = x_key in factors
+    others = [f for f in factors if f != x_key]
+    series: dict[str, list[int]] = {}
+    for i, p in enumerate(params):
+        label = ", ".join(f"{f}={p[f]}" for f in others) if along else "all groups"
+        series.setdefault(label, []).append(i)
+    for (label, idx), color in zip(series.items(), plt.rcParams["axes.prop_cycle"].by_key()["color"] * 4):
+        x = np.array([float(params[i][x_key]) for i in idx]) if along else np.arange(len(idx))
+        get = lambda key: np.array([rows[i][key] for i in idx])  # noqa: E731
+        ax.plot(x, get("spearman"), "o-", color=color, label=f"{label or 'model'}: attention")
+        ax.fill_between(x, get("ci_low"), get("ci_high"), color=color, alpha=0.2, lw=0)
+        if not along:
+            ax.errorbar(x, get("spearman"), yerr=[get("spearman") - get("ci_low"), get("ci_high") - get("spearman")],
+                        fmt="none", color=color, capsize=4)
+        ax.plot(x, get("baseline_norm"), "--", color=color, lw=1, label=f"{label or 'model'}: state norm")
+        ax.plot(x, get("baseline_linear"), ":", color=color, lw=1.3, label=f"{label or 'model'}: best linear score")
+    if not along:
+        ax.set_xticks(range(len(params)), [", ".join(p[f] for f in factors) for p in params], rotation=20,
+                      fontsize=8)
+    ax.axhline(0, color="0.3", lw=0.8)
+    ax.set_xlabel(x_key if along else ", ".join(factors))
+    ax.set_ylabel("Spearman ρ, attention vs sensitivity")
+    ax.set_title("Alignment (95 % CI over replicates) and no-learning baselines; ρ < 0 = paper's claim", fontsize=9)
+    ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    return _save(fig, path)
