@@ -1,8 +1,12 @@
 """Correlation between attention and sensitivity, along the last axis so replicates vectorise."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
-from scipy.stats import rankdata
+from scipy.stats import rankdata, t as student_t
+
+CONFIDENCE = 0.95
 
 
 def pearson(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -22,11 +26,45 @@ def spearman(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return pearson(rankdata(a, axis=-1), rankdata(b, axis=-1))
 
 
+def t_interval(values: np.ndarray, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """Student-t interval for the mean of independent replicates: mean ± t·s/√n.
+
+    Undefined (NaN, NaN) for fewer than two values: one replicate says nothing about the spread.
+    """
+    v = np.asarray(values, dtype=float)
+    if v.size < 2:
+        return math.nan, math.nan
+    half = student_t.ppf(0.5 + confidence / 2, v.size - 1) * v.std(ddof=1) / math.sqrt(v.size)
+    return float(v.mean() - half), float(v.mean() + half)
+
+
+def replicate_summary(name: str, values: np.ndarray) -> dict[str, float]:
+    """`<name>_mean`, and with two or more replicates `_std` (sample), `_ci_low`, `_ci_high` (95 % t,
+    clipped to [−1, 1], where a correlation lives).
+
+    With one replicate there is no spread to estimate: std and CI are left out rather than logged
+    as 0 (which would claim certainty) or NaN (which breaks sorting in the MLflow UI).
+    """
+    v = np.asarray(values, dtype=float).reshape(-1)
+    out = {f"{name}_mean": float(v.mean())}
+    if v.size >= 2:
+        low, high = t_interval(v)
+        out.update({f"{name}_std": float(v.std(ddof=1)), f"{name}_ci_low": max(low, -1.0),
+                    f"{name}_ci_high": min(high, 1.0)})
+    return out
+
+
 def alignment_metrics(attention: np.ndarray, sensitivity: np.ndarray) -> dict[str, float]:
-    """The `align/*` metrics of the tracking contract; anticorrelation is the sweep objective."""
-    rho = float(spearman(attention, sensitivity))
+    """The `align/*` metrics of the tracking contract for attention [T] or [R, T] (R replicates).
+
+    Pearson and Spearman are means over replicates; the objective is −mean Spearman.
+    """
+    r = pearson(attention, sensitivity)
+    rho = spearman(attention, sensitivity)
     return {
-        "align/pearson": float(pearson(attention, sensitivity)),
-        "align/spearman": rho,
-        "align/anticorrelation": -rho,
+        "align/pearson": float(np.mean(r)),
+        "align/spearman": float(np.mean(rho)),
+        "align/anticorrelation": -float(np.mean(rho)),
+        **replicate_summary("align/pearson", r),
+        **replicate_summary("align/spearman", rho),
     }

@@ -123,6 +123,7 @@ def print_summary(result: RunResult, run_id: str, cfg: DictConfig, out_dir: Path
     m = result.metrics
     measure = result.tags.get("lvsweep.sensitivity", cfg.analysis.sensitivity)
     line = (f"pearson {m['align/pearson']:+.3f}  spearman {m['align/spearman']:+.3f}  "
+            f"excess {m['align/excess']:+.3f}  p {m['align/pvalue']:.3f}  "
             f"low/high {m['perturb/low_over_high']:.3f}  val/loss {m['val/loss']:.4g}")
     if multirun:
         print(f"  {line}")
@@ -132,15 +133,26 @@ def print_summary(result: RunResult, run_id: str, cfg: DictConfig, out_dir: Path
     uri = resolve_uri(cfg.tracking.uri)
     print(
         f"\nlvsweep · {cfg.system.name} · noise {cfg.noise.kind} {cfg.noise.level:g} · "
-        f"model {cfg.model.name} · seed {cfg.seed}\n"
+        f"model {cfg.model.name} · seed {cfg.seed} · replicates {cfg.replicates}\n"
         f"  attention vs {measure}:  Pearson r = {m['align/pearson']:+.3f}   "
-        f"Spearman ρ = {m['align/spearman']:+.3f}   (anticorrelation {m[OBJECTIVE]:+.3f})\n"
+        f"Spearman ρ = {m['align/spearman']:+.3f}{spread(m, cfg.replicates)}   (anticorrelation {m[OBJECTIVE]:+.3f})\n"
+        f"  controls (Spearman ρ): state norm {m['align/baseline_norm']:+.3f}   best linear score "
+        f"{m['align/baseline_linear']:+.3f}   untrained {m['align/spearman_init']:+.3f}\n"
+        f"  excess over the strongest baseline {m['align/excess']:+.3f}   "
+        f"circular-shift p = {m['align/pvalue']:.3f} (one-sided)\n"
         f"  perturb/low_over_high = {m['perturb/low_over_high']:.3f}   (paper's claim: > 1)\n"
         f"  reconstruction loss: train {m['train/loss']:.4g}   val {m['val/loss']:.4g}\n"
         f"  figures: {out_dir / 'figures'}\n"
         f"  run {run_id} in experiment '{cfg.tracking.experiment}'; browse with:\n"
         f"    mlflow ui --backend-store-uri {uri}"
     )
+
+
+def spread(m: dict[str, float], replicates: int) -> str:
+    """The 95 % interval over replicates, when there are several."""
+    if replicates < 2:
+        return ""
+    return f" [95% CI {m['align/spearman_ci_low']:+.3f}, {m['align/spearman_ci_high']:+.3f}; {replicates} replicates]"
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")

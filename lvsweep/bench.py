@@ -21,8 +21,9 @@ import torch
 
 from lvsweep.app import compose_config
 from lvsweep.callbacks import AlignmentCallback, LossHistory
-from lvsweep.data import TrajectoryDataModule, make_data
-from lvsweep.models import LinearAttention
+from lvsweep.data import TrajectoryDataModule, make_data, make_replicate_data, replicate_seed
+from lvsweep.models import LinearAttention, make_replicates
+from lvsweep.pipeline import run_experiment
 from lvsweep.sensitivity import sensitivity_profile
 from lvsweep.simulate import simulate
 from lvsweep.systems import make_system
@@ -83,6 +84,45 @@ def framework(dm: TrajectoryDataModule, cfg, sensitivity) -> float:
     return time.perf_counter() - start
 
 
+def replicated_training(cfg, orbit, sensitivity, replicates: int) -> float:
+    """lvsweep's training (callbacks included) of `replicates` models as one vectorised model."""
+    seeds = [replicate_seed(cfg.seed, r) for r in range(replicates)]
+    dm = TrajectoryDataModule(make_replicate_data(orbit, cfg.noise.kind, cfg.noise.level, seeds))
+    noisy = dm.train_batch[0]
+    model = make_replicates(cfg.model, 2, cfg.trainer.epochs, cfg.trainer.log_every, seeds,
+                            noisy.reshape(-1, *noisy.shape[-2:]))
+    sink = lambda m, s: None  # noqa: E731
+    callbacks = [LossHistory(sink, dm.train_batch, dm.val_batch),
+                 AlignmentCallback(noisy, sensitivity, cfg.trainer.align_every, sink)]
+    start = time.perf_counter()
+    fit(model, dm, cfg.trainer, callbacks)
+    return time.perf_counter() - start
+
+
+def whole_run(replicates: int, out: Path) -> float:
+    """A whole run in-process (simulation, training, controls, perturbation, figures), no tracking."""
+    cfg = compose_config(f"replicates={replicates}")
+    start = time.perf_counter()
+    run_experiment(cfg, lambda m, s: None, out)
+    return time.perf_counter() - start
+
+
+def bench_replicates(cfg, orbit, sensitivity, repeats: int) -> None:
+    replicated_training(cfg, orbit, sensitivity, 32)  # warm-up
+    with tempfile.TemporaryDirectory() as tmp:
+        t = median_times({
+            "train1": lambda: replicated_training(cfg, orbit, sensitivity, 1),
+            "train32": lambda: replicated_training(cfg, orbit, sensitivity, 32),
+            "run1": lambda: whole_run(1, Path(tmp)),
+            "run32": lambda: whole_run(32, Path(tmp)),
+        }, repeats)
+    print(f"replicates, linear model, vectorised (median of {repeats})")
+    print(f"  training, R=1 / R=32                    {t['train1']:6.3f} s / {t['train32']:6.3f} s   "
+          f"{t['train32'] / t['train1']:5.2f}x")
+    print(f"  whole run in-process, R=1 / R=32        {t['run1']:6.3f} s / {t['run32']:6.3f} s   "
+          f"{t['run32'] / t['run1']:5.2f}x   target <= 2x")
+
+
 def median_times(fns: dict[str, Callable[[], float]], repeats: int) -> dict[str, float]:
     times: dict[str, list[float]] = {k: [] for k in fns}
     for _ in range(repeats):  # interleaved, so drift on a shared machine hits all variants alike
@@ -128,6 +168,7 @@ def main() -> None:
     for label, key in rows:
         print(f"  {label:<64}{t[key]:7.3f} s   {t[key] / t['bare']:5.2f}x")
     print("  target for lvsweep: <= 1.50x")
+    bench_replicates(cfg, orbit, sensitivity, args.repeats)
     if args.skip_cli:
         return
     with tempfile.TemporaryDirectory() as tmp:

@@ -43,7 +43,7 @@ class LossHistory(pl.Callback):
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: Any) -> None:
         with torch.no_grad():
-            self.final = {key: float(pl_module.loss(b)) for key, b in self.batches.items()}
+            self.final = {key: pl_module.reported_loss(b) for key, b in self.batches.items()}
         self.sink(self.final, pl_module.epochs_done)
 
 
@@ -81,9 +81,12 @@ class AlignmentCallback(pl.Callback):
 
 
 def head_metrics(pl_module: Any, noisy: torch.Tensor, sensitivity: np.ndarray) -> dict[str, float]:
-    """`align/pearson_head<h>`, `align/spearman_head<h>` (h from 0) for models with several heads."""
+    """`align/pearson_head<h>`, `align/spearman_head<h>` (h from 0) for models with several heads;
+    with replicates, head h's correlation averaged over replicates."""
     with torch.no_grad():
         heads = pl_module.head_attention(noisy).numpy()
-    r, rho = pearson(heads, sensitivity), spearman(heads, sensitivity)
-    return {name: float(value[h]) for h in range(len(heads))
+    n_heads = heads.shape[-2]
+    r = pearson(heads, sensitivity).reshape(-1, n_heads).mean(0)
+    rho = spearman(heads, sensitivity).reshape(-1, n_heads).mean(0)
+    return {name: float(value[h]) for h in range(n_heads)
             for name, value in ((f"align/pearson_head{h}", r), (f"align/spearman_head{h}", rho))}

@@ -160,13 +160,17 @@ class LvsweepConfig:
     analysis: AnalysisConfig = MISSING
     tracking: TrackingConfig = MISSING
     seed: int = 0
+    # Independent models (own initialisation, own noise draw) trained together as one vectorised
+    # model; replicate 0 uses `seed`, replicate r a seed derived from (seed, r).
+    replicates: int = 1
     # What the task returns: one metric name for a single objective, several for multi-objective search.
     objectives: List[str] = field(default_factory=lambda: ["align/anticorrelation"])
 
 
 # Final metrics every run logs; `objectives` must name some of them.
 RUN_METRICS = ("train/loss", "val/loss", "align/pearson", "align/spearman", "align/anticorrelation",
-               "perturb/low_over_high", "val/r2", "val/noisy_mse")
+               "perturb/low_over_high", "val/r2", "val/noisy_mse", "align/excess", "align/pvalue",
+               "system/max_lyapunov")
 
 
 def register_configs() -> None:
@@ -225,6 +229,9 @@ def validate(cfg: DictConfig | Any) -> None:
     if cfg.model.name in ("multihead", "transformer"):
         validate_attention_model(cfg.model)
 
+    _require(1 <= cfg.replicates <= MAX_REPLICATES, "replicates",
+             f"must be an integer in [1, {MAX_REPLICATES}], got {cfg.replicates}")
+
     t = cfg.trainer
     for name in ("epochs", "log_every", "val_every", "align_every", "threads"):
         value = getattr(t, name)
@@ -264,7 +271,7 @@ def validate_system_analysis(a: DictConfig | Any, system: Any, s: DictConfig | A
     _require(1 <= a.prc_cycles <= 100, "analysis.prc_cycles", f"must be an integer in [1, 100], got {a.prc_cycles}")
 
 
-MAX_HEADS, MAX_WIDTH, MAX_LAYERS = 64, 1024, 16
+MAX_HEADS, MAX_WIDTH, MAX_LAYERS, MAX_REPLICATES = 64, 1024, 16, 1024
 
 
 def validate_attention_model(m: DictConfig | Any) -> None:

@@ -34,8 +34,12 @@ def add_noise(clean: np.ndarray, kind: str, level: float, rng: np.random.Generat
 class TrajectoryData:
     t: np.ndarray  # [T]
     clean: np.ndarray  # [T, d]
-    noisy_train: np.ndarray  # [T, d]
-    noisy_val: np.ndarray  # [T, d]
+    noisy_train: np.ndarray  # [T, d], or [R, T, d] for R replicates
+    noisy_val: np.ndarray  # [T, d], or [R, T, d]
+
+    def replicates_train(self) -> np.ndarray:
+        """The training input as [R, T, d] whatever the number of replicates."""
+        return self.noisy_train.reshape(-1, *self.clean.shape)
 
 
 def make_data(orbit: Orbit, kind: str, level: float, seed: int) -> TrajectoryData:
@@ -46,6 +50,25 @@ def make_data(orbit: Orbit, kind: str, level: float, seed: int) -> TrajectoryDat
     if not (np.all(np.isfinite(train)) and np.all(np.isfinite(val))):
         raise LvsweepError("noise.level", f"level {level} makes the noisy data non-finite; use a smaller level")
     return TrajectoryData(orbit.t, orbit.x, train, val)
+
+
+def replicate_seed(seed: int, replicate: int) -> int:
+    """Replicate 0 uses `seed` itself, so a replicates=1 run is unchanged; replicate r > 0 uses a
+    seed derived from (seed, r) by NumPy's SeedSequence, so runs with nearby seeds (a sweep over
+    `seed`) share no replicate. A replicates=1 run with this seed reproduces replicate r."""
+    if replicate == 0:
+        return seed
+    return int(np.random.SeedSequence([seed, replicate]).generate_state(1)[0])
+
+
+def make_replicate_data(orbit: Orbit, kind: str, level: float, seeds: list[int]) -> TrajectoryData:
+    """One independent noise draw (train and validation) per seed; the noisy arrays gain a leading
+    replicate axis when there is more than one seed."""
+    draws = [make_data(orbit, kind, level, s) for s in seeds]
+    if len(draws) == 1:
+        return draws[0]
+    return TrajectoryData(orbit.t, orbit.x, np.stack([d.noisy_train for d in draws]),
+                          np.stack([d.noisy_val for d in draws]))
 
 
 class _Repeat:

@@ -84,9 +84,10 @@ def _lyapunov_contours(ax: plt.Axes, system: DynamicalSystem, clean: np.ndarray)
 
 
 def attention_vs_sensitivity(path: Path, t: np.ndarray, attention: np.ndarray, sensitivity: np.ndarray,
-                             pearson_r: float, spearman_rho: float, sensitivity_name: str) -> Path:
-    """Normalised attention and sensitivity over time, and their scatter with r and ρ."""
-    fig, (ax_t, ax_s) = plt.subplots(1, 2, figsize=(12, 4.2), width_ratios=[2.2, 1])
+                             metrics: dict[str, float], sensitivity_name: str) -> Path:
+    """Normalised attention and sensitivity over time, their scatter with r and ρ, and the model's ρ
+    beside the controls (state norm, best linear score, untrained model) with p and excess."""
+    fig, (ax_t, ax_s, ax_c) = plt.subplots(1, 3, figsize=(16, 4.2), width_ratios=[2.2, 1, 1])
     ax_t.plot(t, _minmax(attention), color="black", lw=1.3, label="attention (normalised)")
     ax_t.plot(t, _minmax(sensitivity), color="tab:orange", lw=1.3, label=f"{sensitivity_name} (normalised)")
     ax_t.set_xlabel("t")
@@ -96,9 +97,29 @@ def attention_vs_sensitivity(path: Path, t: np.ndarray, attention: np.ndarray, s
     ax_s.scatter(sensitivity, attention, s=5, alpha=0.5, color="tab:purple", lw=0)
     ax_s.set_xlabel(sensitivity_name)
     ax_s.set_ylabel("attention")
-    ax_s.set_title(f"Pearson r = {pearson_r:+.3f}   Spearman ρ = {spearman_rho:+.3f}")
+    ax_s.set_title(f"Pearson r = {metrics['align/pearson']:+.3f}   Spearman ρ = {metrics['align/spearman']:+.3f}",
+                   fontsize=9)
+    _controls_panel(ax_c, metrics)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def _controls_panel(ax: plt.Axes, m: dict[str, float]) -> None:
+    labels = ["model", "untrained model", "state norm", "best linear score"]
+    values = [m["align/spearman"], m["align/spearman_init"], m["align/baseline_norm"], m["align/baseline_linear"]]
+    colors = ["black", "0.6", "tab:green", "tab:blue"]
+    y = np.arange(len(labels))[::-1]
+    ax.barh(y, values, color=colors, height=0.6)
+    if "align/spearman_ci_low" in m:  # only with replicates
+        ax.errorbar(values[0], y[0], xerr=[[values[0] - m["align/spearman_ci_low"]],
+                                           [m["align/spearman_ci_high"] - values[0]]],
+                    color="tab:red", capsize=4, lw=1.5, label="95 % CI over replicates")
+        ax.legend(loc="lower right", fontsize=7)
+    ax.axvline(0, color="0.3", lw=0.8)
+    ax.set_yticks(y, labels, fontsize=8)
+    ax.set_xlim(-1, 1)
+    ax.set_xlabel("Spearman ρ with the sensitivity")
+    ax.set_title(f"excess {m['align/excess']:+.3f}   circular-shift p = {m['align/pvalue']:.3f}", fontsize=9)
 
 
 def perturbation(path: Path, pert: PerturbationResult, epsilon: float) -> Path:
@@ -167,11 +188,45 @@ def write_all(out_dir: Path, system: DynamicalSystem, t: np.ndarray, clean: np.n
     paths = [
         timeseries(fig_dir / "timeseries.png", t, clean, noisy, system.state_names, attention, pert),
         phase_portrait(fig_dir / "phase_portrait.png", system, clean, noisy, attention),
-        attention_vs_sensitivity(fig_dir / "attention_vs_sensitivity.png", t, attention, sensitivity,
-                                 metrics["align/pearson"], metrics["align/spearman"], sensitivity_name),
+        attention_vs_sensitivity(fig_dir / "attention_vs_sensitivity.png", t, attention, sensitivity, metrics,
+                                 sensitivity_name),
         perturbation(fig_dir / "perturbation.png", pert, epsilon),
     ]
     if head_attention is not None:
         paths.append(attention_heads(fig_dir / "attention_heads.png", t, head_attention, sensitivity, metrics,
                                      sensitivity_name))
     return paths
+
+
+def alignment_by_group(path: Path, factors: list[str], params: list[dict[str, str]], rows: list[dict[str, float]],
+                       x_key: str) -> Path:
+    """Mean Spearman ρ with its 95 % CI band against `x_key` (noise level), one line per setting of
+    the other factors (e.g. per model), baselines dashed and dotted in the same colour. Without
+    `x_key` among the factors, one point per group with its CI as an error bar."""
+    fig, ax = plt.subplots(figsize=(8, 4.8))
+    along = x_key in factors
+    others = [f for f in factors if f != x_key]
+    series: dict[str, list[int]] = {}
+    for i, p in enumerate(params):
+        label = ", ".join(f"{f}={p[f]}" for f in others) if along else "all groups"
+        series.setdefault(label, []).append(i)
+    for (label, idx), color in zip(series.items(), plt.rcParams["axes.prop_cycle"].by_key()["color"] * 4):
+        x = np.array([float(params[i][x_key]) for i in idx]) if along else np.arange(len(idx))
+        get = lambda key: np.array([rows[i][key] for i in idx])  # noqa: E731
+        ax.plot(x, get("spearman"), "o-", color=color, label=f"{label or 'model'}: attention")
+        ax.fill_between(x, get("ci_low"), get("ci_high"), color=color, alpha=0.2, lw=0)
+        if not along:
+            ax.errorbar(x, get("spearman"), yerr=[get("spearman") - get("ci_low"), get("ci_high") - get("spearman")],
+                        fmt="none", color=color, capsize=4)
+        ax.plot(x, get("baseline_norm"), "--", color=color, lw=1, label=f"{label or 'model'}: state norm")
+        ax.plot(x, get("baseline_linear"), ":", color=color, lw=1.3, label=f"{label or 'model'}: best linear score")
+    if not along:
+        ax.set_xticks(range(len(params)), [", ".join(p[f] for f in factors) for p in params], rotation=20,
+                      fontsize=8)
+    ax.axhline(0, color="0.3", lw=0.8)
+    ax.set_xlabel(x_key if along else ", ".join(factors))
+    ax.set_ylabel("Spearman ρ, attention vs sensitivity")
+    ax.set_title("Alignment (95 % CI over replicates) and no-learning baselines; ρ < 0 = paper's claim", fontsize=9)
+    ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    return _save(fig, path)

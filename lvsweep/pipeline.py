@@ -15,9 +15,11 @@ import torch
 from omegaconf import OmegaConf
 
 from lvsweep import figures
+from lvsweep.alignment import pearson, spearman
 from lvsweep.callbacks import AlignmentCallback, LossHistory, MetricSink
-from lvsweep.data import TrajectoryDataModule, make_data
-from lvsweep.models import make_model
+from lvsweep.controls import as_replicates, control_metrics
+from lvsweep.data import TrajectoryDataModule, make_replicate_data, replicate_seed
+from lvsweep.models import AttentionModel, make_replicates
 from lvsweep.perturbation import perturbation_test
 from lvsweep.prc import phase_response, prc_alignment, state_index, write_prc_csv
 from lvsweep.reconstruction import reconstruction_metrics
@@ -41,37 +43,48 @@ def run_experiment(cfg: Any, sink: MetricSink, out_dir: Path) -> RunResult:
                                  cfg.system.rtol, cfg.system.atol)
     profile = report.profile
     sink(report.metrics, 0)
-    data = make_data(orbit, cfg.noise.kind, cfg.noise.level, cfg.seed)
+    seeds = [replicate_seed(cfg.seed, r) for r in range(cfg.replicates)]
+    data = make_replicate_data(orbit, cfg.noise.kind, cfg.noise.level, seeds)
     datamodule = TrajectoryDataModule(data)
 
-    torch.manual_seed(cfg.seed)
-    model = make_model(cfg.model, system.dim, cfg.trainer.epochs, cfg.trainer.log_every)
     noisy_train = datamodule.train_batch[0]
+    model = make_replicates(cfg.model, system.dim, cfg.trainer.epochs, cfg.trainer.log_every, seeds,
+                            noisy_train.reshape(-1, *noisy_train.shape[-2:]))
+    init_attention = read_attention(model, noisy_train)
     losses = LossHistory(sink, datamodule.train_batch, datamodule.val_batch)
     align = AlignmentCallback(noisy_train, profile.values, cfg.trainer.align_every, sink)
     fit(model, datamodule, cfg.trainer, [losses, align])
 
-    with torch.no_grad():
-        attention = model.attention(noisy_train).numpy().astype(float)
-        heads = (model.head_attention(noisy_train).numpy().astype(float)
-                 if hasattr(model, "head_attention") else None)
+    replicate_attention = read_attention(model, noisy_train)  # [R, T]
+    attention = replicate_attention.mean(axis=0)  # the model's own attention when R = 1
+    heads = None
+    if hasattr(model, "head_attention"):
+        with torch.no_grad():
+            heads = model.head_attention(noisy_train).numpy().astype(float)
+        heads = heads.reshape(-1, *heads.shape[-2:]).mean(axis=0)
     recon = reconstruction_metrics(model, datamodule.val_batch)
-    sink(recon, model.epochs_done)
+    controls = control_metrics(replicate_attention, init_attention, data.replicates_train(), profile.values,
+                               align.final["align/anticorrelation"])
+    sink({**recon, **controls}, model.epochs_done)
     p = cfg.analysis.perturb
     pert = perturbation_test(system, orbit, profile.normals, attention, p.k, p.epsilon, p.horizon,
                              cfg.system.rtol, cfg.system.atol)
     sink({"perturb/low_over_high": pert.low_over_high}, model.epochs_done)
-    metrics = {**losses.final, **recon, **align.final, "perturb/low_over_high": pert.low_over_high,
+    metrics = {**losses.final, **recon, **align.final, **controls, "perturb/low_over_high": pert.low_over_high,
                **report.metrics}
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    artifacts = [write_attention_csv(out_dir / "attention.csv", system.state_names, data.t, data.clean,
-                                     data.noisy_train, attention, profile.values)]
+    artifacts = [
+        write_attention_csv(out_dir / "attention.csv", system.state_names, data.t, data.clean,
+                            data.replicates_train()[0], replicate_attention, profile.values),
+        write_replicates_csv(out_dir / "replicates.csv", seeds, replicate_attention, init_attention,
+                             profile.values, model, datamodule.val_batch),
+    ]
     config_path = out_dir / "config.yaml"
     config_path.write_text(OmegaConf.to_yaml(cfg))
     artifacts.append(config_path)
     if cfg.analysis.figures:
-        artifacts += figures.write_all(out_dir, system, data.t, data.clean, data.noisy_train, attention,
+        artifacts += figures.write_all(out_dir, system, data.t, data.clean, data.replicates_train()[0], attention,
                                        profile.values, profile.kind, metrics, pert, p.epsilon, heads)
     if cfg.analysis.prc:
         prc_metrics, prc_artifacts = phase_response_analysis(cfg, system, orbit, attention, out_dir)
@@ -95,10 +108,36 @@ def phase_response_analysis(cfg: Any, system: DynamicalSystem, orbit: Orbit, att
     return metrics, artifacts
 
 
+def read_attention(model: AttentionModel, noisy: torch.Tensor) -> np.ndarray:
+    """The model's attention as [R, T] (R = 1 without replicates)."""
+    with torch.no_grad():
+        return as_replicates(model.attention(noisy).numpy(), 1)
+
+
+def write_replicates_csv(path: Path, seeds: list[int], attention: np.ndarray, init_attention: np.ndarray,
+                         sensitivity: np.ndarray, model: AttentionModel, val_batch: Any) -> Path:
+    """One row per replicate: its seed, alignment, untrained alignment and validation loss."""
+    with torch.no_grad():
+        val_loss = model.replicate_losses(val_batch).reshape(-1).numpy()
+    columns = [np.arange(len(seeds)), seeds, pearson(attention, sensitivity), spearman(attention, sensitivity),
+               spearman(init_attention, sensitivity), val_loss]
+    with path.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["replicate", "seed", "pearson", "spearman", "spearman_init", "val_loss"])
+        writer.writerows(zip(*(np.asarray(c).tolist() for c in columns)))
+    return path
+
+
 def write_attention_csv(path: Path, names: tuple[str, ...], t: np.ndarray, clean: np.ndarray,
                         noisy: np.ndarray, attention: np.ndarray, sensitivity: np.ndarray) -> Path:
+    """The contract columns (`noisy_*` of replicate 0, `attention` the mean over replicates), then
+    `attention_r<r>` per replicate when there are several."""
     header = ["t", *names, *(f"noisy_{n}" for n in names), "attention", "sensitivity"]
-    table = np.column_stack([t, clean, noisy, attention, sensitivity])
+    columns = [t, clean, noisy, attention.mean(axis=0), sensitivity]
+    if len(attention) > 1:
+        header += [f"attention_r{r}" for r in range(len(attention))]
+        columns.append(attention.T)
+    table = np.column_stack(columns)
     with path.open("w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(header)

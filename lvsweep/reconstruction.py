@@ -12,10 +12,11 @@ import torch
 
 
 def r2_score(prediction: torch.Tensor, target: torch.Tensor) -> float:
-    """1 − SSE/SST over all steps and state variables, each variable centred on its own mean."""
-    sse = torch.sum((prediction - target) ** 2)
+    """1 − SSE/SST over all steps and state variables, each variable centred on its own mean;
+    for predictions [R, T, d] of R replicates, the mean of their R²."""
+    sse = torch.sum((prediction - target) ** 2, dim=(-2, -1))
     sst = torch.sum((target - target.mean(dim=0)) ** 2)
-    return float(1.0 - sse / sst)
+    return float(torch.mean(1.0 - sse / sst))
 
 
 def reconstruction_metrics(model: Any, batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, float]:

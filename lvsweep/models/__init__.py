@@ -1,12 +1,15 @@
 """Model registry: `model.name` in the config picks the class."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
+
+import torch
 
 from lvsweep.errors import LvsweepError
 from lvsweep.models.base import AttentionModel
 from lvsweep.models.linear import LinearAttention
 from lvsweep.models.multihead import MultiHeadAttention
+from lvsweep.models.replicated import ReplicatedModel
 from lvsweep.models.transformer import TransformerAttention
 
 MODELS = ("linear", "multihead", "transformer")
@@ -26,4 +29,22 @@ def make_model(model_cfg: Any, dim: int, epochs: int, epochs_per_step: int) -> A
     raise LvsweepError("model.name", f"unknown model '{model_cfg.name}'; allowed: {', '.join(MODELS)}")
 
 
-__all__ = ["AttentionModel", "LinearAttention", "MultiHeadAttention", "TransformerAttention", "make_model"]
+def make_replicates(model_cfg: Any, dim: int, epochs: int, epochs_per_step: int, seeds: Sequence[int],
+                    noisy: torch.Tensor) -> AttentionModel:
+    """One model per seed, initialised from that seed and prepared on its own training input
+    (noisy [R, T, d]); a single one is returned as is, several as one `ReplicatedModel`.
+
+    The global torch generator is left seeded by the last seed: with one replicate, training
+    draws (dropout) continue from `seed` exactly as in a run without replicates.
+    """
+    models = []
+    for seed, x in zip(seeds, noisy):
+        torch.manual_seed(seed)
+        model = make_model(model_cfg, dim, epochs, epochs_per_step)
+        model.prepare(x)
+        models.append(model)
+    return models[0] if len(models) == 1 else ReplicatedModel(models)
+
+
+__all__ = ["AttentionModel", "LinearAttention", "MultiHeadAttention", "ReplicatedModel", "TransformerAttention",
+           "make_model", "make_replicates"]

@@ -46,7 +46,8 @@ class AttentionMap:
         # Key s of block n sits at n·B + s in padded key coordinates (real index + pad).
         index = (torch.arange(n_blocks)[:, None] * block + torch.arange(span)[None, :]).reshape(-1)
         out = self.weights.new_zeros(heads, (n_blocks - 1) * block + span)
-        out.index_add_(1, index.to(out.device), per_block.reshape(heads, -1))
+        # Out of place, so the read-out also runs under torch.func.vmap (replicates).
+        out = out.index_add(1, index.to(out.device), per_block.reshape(heads, -1))
         return out[:, self.pad:self.pad + t]
 
     def dense(self) -> torch.Tensor:

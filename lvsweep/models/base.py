@@ -42,19 +42,33 @@ class AttentionModel(pl.LightningModule, ABC):
     def attention(self, noisy: torch.Tensor) -> torch.Tensor:
         """Attention each time step receives, [T], non-negative and summing to 1."""
 
-    def loss(self, batch: Batch) -> torch.Tensor:
+    def prepare(self, noisy: torch.Tensor) -> None:
+        """Set anything fitted to the training input before the first step (nothing by default)."""
+
+    def replicate_losses(self, batch: Batch) -> torch.Tensor:
+        """MSE of x̂ against the clean states: a scalar here, one per replicate [R] when replicated."""
         noisy, clean = batch
-        return torch.mean((self(noisy) - clean) ** 2)
+        return torch.mean((self(noisy) - clean) ** 2, dim=(-2, -1))
+
+    def loss(self, batch: Batch) -> torch.Tensor:
+        """What Adam minimises: the SUM of the replicates' losses. Adam is elementwise, so each
+        replicate's parameters get exactly the update they would get if trained alone."""
+        return self.replicate_losses(batch).sum()
+
+    def reported_loss(self, batch: Batch) -> float:
+        """`train/loss`, `val/loss`: the mean over replicates (the model's loss when there is one)."""
+        return float(self.replicate_losses(batch).mean())
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         opt = self.optimizers(use_pl_optimizer=False)
         for _ in range(min(self.epochs_per_step, self.epochs - self.epochs_done)):
             opt.zero_grad(set_to_none=True)
-            loss = self.loss(batch)
+            losses = self.replicate_losses(batch)
+            loss = losses.sum()
             loss.backward()
             opt.step()
             self.epochs_done += 1
-        self.train_loss = float(loss.detach())
+        self.train_loss = float(losses.detach().mean())
         if not math.isfinite(self.train_loss):
             raise LvsweepError(
                 "train/loss", f"became {self.train_loss} by epoch {self.epochs_done}: the optimisation "
@@ -62,7 +76,7 @@ class AttentionModel(pl.LightningModule, ABC):
         return loss.detach()
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
-        self.val_loss = float(self.loss(batch))
+        self.val_loss = self.reported_loss(batch)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.parameters(), lr=self.lr)

@@ -29,6 +29,9 @@ class SequenceAttentionModel(AttentionModel):
         self.register_buffer("in_std", torch.ones(dim))
         self.register_buffer("stats_ready", torch.tensor(False))
 
+    def prepare(self, noisy: torch.Tensor) -> None:
+        self.fit_input_stats(noisy)
+
     def fit_input_stats(self, noisy: torch.Tensor) -> None:
         self.in_mean.copy_(noisy.mean(0))
         self.in_std.copy_(noisy.std(0).clamp_min(1e-8))

@@ -1,0 +1,205 @@
+"""The ablation report of a sweep: `python -m lvsweep.report [--parent RUN_ID] [--out DIR]`.
+
+It reads the sweep's child runs back from MLflow, groups them by the params that vary across
+them (noise level, model, system, learning rate, ...), and writes report.md (alignment with its
+95 % CI beside the controls, p-value and reconstruction loss), report.csv (the same numbers at
+full precision) and a plot of alignment against noise level; all three are also logged as
+artifacts of the sweep's parent run, under `report/`.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from lvsweep.alignment import t_interval
+from lvsweep.errors import LvsweepError, exit_with_error
+
+SWEEP_TAG = "lvsweep.kind"
+# Params that say where a run was recorded, not what it measured.
+NOT_A_FACTOR = ("tracking.",)
+NOISE = "noise.level"
+COLUMNS = [  # report column, metric it comes from
+    ("spearman", "align/spearman"),
+    ("ci_low", "align/spearman_ci_low"),
+    ("ci_high", "align/spearman_ci_high"),
+    ("pvalue", "align/pvalue"),
+    ("baseline_norm", "align/baseline_norm"),
+    ("baseline_linear", "align/baseline_linear"),
+    ("spearman_init", "align/spearman_init"),
+    ("excess", "align/excess"),
+    ("val_loss", "val/loss"),
+]
+
+
+@dataclass
+class Group:
+    """The runs that share one setting of the varying params."""
+
+    params: dict[str, str]
+    runs: list[Any]
+
+    def values(self, metric: str) -> np.ndarray:
+        return np.array([r.data.metrics.get(metric, math.nan) for r in self.runs])
+
+    def row(self) -> dict[str, float]:
+        """One run: its own numbers. Several runs (the same setting recorded twice): means over runs,
+        the CI a t-interval over the runs' mean Spearman, and the largest p-value (conservative)."""
+        row = {name: float(np.mean(self.values(metric))) for name, metric in COLUMNS}
+        if len(self.runs) > 1:
+            row["ci_low"], row["ci_high"] = t_interval(self.values("align/spearman"))
+            row["pvalue"] = float(np.max(self.values("align/pvalue")))
+        row["runs"] = len(self.runs)
+        row["replicates"] = int(sum(int(r.data.params.get("replicates", 1)) for r in self.runs))
+        return row
+
+
+def open_client(uri: str) -> Any:
+    """A client on an existing store; the report never creates one."""
+    from mlflow.tracking import MlflowClient
+
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).is_file():
+        raise LvsweepError("--tracking-uri", f"no MLflow store at {uri}; run a sweep first or pass the store's URI")
+    return MlflowClient(tracking_uri=uri)
+
+
+def find_parent(client: Any, experiment: str, parent_id: Optional[str]) -> Any:
+    """The given parent run, or the experiment's latest sweep."""
+    from mlflow.exceptions import MlflowException
+
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        raise LvsweepError("--experiment", f"no experiment '{experiment}' in this store")
+    if parent_id:
+        try:
+            run = client.get_run(parent_id)
+        except MlflowException:
+            raise LvsweepError("--parent", f"no run '{parent_id}' in this store") from None
+        if run.info.experiment_id != exp.experiment_id:
+            raise LvsweepError("--parent", f"run '{parent_id}' is not in experiment '{experiment}'")
+        return run
+    runs = client.search_runs([exp.experiment_id], filter_string=f"tags.`{SWEEP_TAG}` = 'sweep'",
+                              order_by=["attributes.start_time DESC"], max_results=1)
+    if not runs:
+        raise LvsweepError("--parent", f"experiment '{experiment}' has no sweep; run one with -m, or pass --parent")
+    return runs[0]
+
+
+def child_runs(client: Any, parent: Any) -> list[Any]:
+    from lvsweep.tracking import PARENT_TAG
+
+    return client.search_runs([parent.info.experiment_id],
+                              filter_string=f"tags.`{PARENT_TAG}` = '{parent.info.run_id}'",
+                              order_by=["attributes.start_time ASC"], max_results=10_000)
+
+
+def varying_params(runs: Sequence[Any]) -> list[str]:
+    """Params present in every run whose value differs between them. A param only some runs have
+    (`model.heads`) belongs to one option of a config group, so it follows that choice (`model.name`)."""
+    keys = sorted(set.intersection(*(set(r.data.params) for r in runs)))
+    return [k for k in keys if not k.startswith(NOT_A_FACTOR) and len({r.data.params[k] for r in runs}) > 1]
+
+
+def _order(value: Optional[str]) -> tuple[int, float, str]:
+    try:
+        return 0, float(value), ""
+    except (TypeError, ValueError):
+        return 1, 0.0, str(value)
+
+
+def group_runs(runs: Sequence[Any], factors: Sequence[str]) -> list[Group]:
+    groups: dict[tuple, Group] = {}
+    for r in runs:
+        key = tuple(r.data.params.get(f) for f in factors)
+        groups.setdefault(key, Group(dict(zip(factors, key)), [])).runs.append(r)
+    return [groups[k] for k in sorted(groups, key=lambda k: [_order(v) for v in k])]
+
+
+def _fmt(x: float, digits: int = 3) -> str:
+    return "—" if not math.isfinite(x) else f"{x:+.{digits}f}"
+
+
+def markdown(parent: Any, factors: list[str], groups: list[Group], failed: list[str], plot: str) -> str:
+    head = [*factors, "runs × replicates", "Spearman ρ (95 % CI)", "p (circular shift)", "ρ state norm",
+            "ρ best linear", "ρ untrained", "excess", "val/loss"]
+    lines = [f"# Ablation report: {parent.info.run_name}", "",
+             f"Sweep parent run `{parent.info.run_id}`; {sum(len(g.runs) for g in groups)} finished runs "
+             f"grouped by {', '.join(f'`{f}`' for f in factors) or 'nothing (no param varies)'}.", "",
+             "| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for g in groups:
+        r = g.row()
+        ci = "" if not math.isfinite(r["ci_low"]) else f" [{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}]"
+        cells = [*(g.params[f] for f in factors), f"{r['runs']} × {r['replicates'] // r['runs']}",
+                 f"{_fmt(r['spearman'])}{ci}", f"{r['pvalue']:.3f}", _fmt(r["baseline_norm"]),
+                 _fmt(r["baseline_linear"]), _fmt(r["spearman_init"]), _fmt(r["excess"]), f"{r['val_loss']:.4g}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "ρ < 0 is the paper's claim (attention high where the sensitivity is low). The CI is a "
+              "t-interval over replicates (— with one replicate). p: one-sided, attention shifted circularly "
+              "in time against the sensitivity. Baselines need no training: the noisy state's norm, and the "
+              "least-squares linear score of the noisy state with the sign that anticorrelates. excess = the "
+              "model's anticorrelation − the strongest baseline's (> 0: the model says more than a baseline).",
+              "", f"![alignment]({plot})"]
+    if failed:
+        lines += ["", f"Not in the table (not FINISHED): {', '.join(failed)}."]
+    return "\n".join(lines) + "\n"
+
+
+def write_csv(path: Path, factors: list[str], groups: list[Group]) -> Path:
+    names = [name for name, _ in COLUMNS]
+    with path.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow([*factors, "runs", "replicates", *names])
+        for g in groups:
+            r = g.row()
+            writer.writerow([*(g.params[f] for f in factors), r["runs"], r["replicates"], *(repr(r[n]) for n in names)])
+    return path
+
+
+def write_report(client: Any, parent: Any, out_dir: Path) -> list[Path]:
+    from lvsweep import figures
+
+    runs = child_runs(client, parent)
+    finished = [r for r in runs if r.info.status == "FINISHED"]
+    if not finished:
+        raise LvsweepError("--parent", f"sweep '{parent.info.run_id}' has no finished child runs")
+    factors = varying_params(finished)
+    groups = group_runs(finished, factors)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    plot = figures.alignment_by_group(out_dir / "alignment.png", factors, [g.params for g in groups],
+                                      [g.row() for g in groups], NOISE)
+    failed = [r.info.run_name or r.info.run_id for r in runs if r.info.status != "FINISHED"]
+    md = out_dir / "report.md"
+    md.write_text(markdown(parent, factors, groups, failed, plot.name))
+    paths = [md, write_csv(out_dir / "report.csv", factors, groups), plot]
+    for path in paths:
+        client.log_artifact(parent.info.run_id, str(path), artifact_path="report")
+    return paths
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m lvsweep.report", description=__doc__.splitlines()[0])
+    parser.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI, else "
+                                               "sqlite:///mlruns/mlflow.db)")
+    parser.add_argument("--experiment", default="lvsweep")
+    parser.add_argument("--parent", help="the sweep's parent run id (default: the latest sweep)")
+    parser.add_argument("--out", type=Path, help="output directory (default: report/<parent run id>)")
+    args = parser.parse_args(argv)
+    try:
+        from lvsweep.tracking import resolve_uri
+
+        client = open_client(resolve_uri(args.tracking_uri))
+        parent = find_parent(client, args.experiment, args.parent)
+        paths = write_report(client, parent, args.out or Path("report") / parent.info.run_id)
+    except LvsweepError as exc:
+        exit_with_error(str(exc))
+    print(f"report of sweep {parent.info.run_id}: {paths[0]}")
+    print(f"  also logged to that run's artifacts under report/: {', '.join(p.name for p in paths)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,83 @@
+"""The ablation report from a real small sweep: one row per group, numbers as MLflow holds them."""
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from lvsweep.report import COLUMNS
+
+from conftest import QUICK, run_cli, store_uri
+
+
+def run_report(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    return subprocess.run([sys.executable, "-m", "lvsweep.report", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    cwd = tmp_path_factory.mktemp("sweep")
+    proc = run_cli(cwd, "-m", "noise=0,2", "model=linear,multihead", "replicates=2", *QUICK)
+    assert proc.returncode == 0, proc.stderr
+    client = MlflowClient(store_uri(cwd))
+    parent = client.search_runs([client.get_experiment_by_name("lvsweep").experiment_id],
+                                filter_string="tags.`lvsweep.kind` = 'sweep'")[0]
+    return cwd, client, parent
+
+
+def test_report_has_one_row_per_group_with_the_numbers_mlflow_holds(sweep):
+    cwd, client, parent = sweep
+    proc = run_report(cwd, "--out", "rep")
+    assert proc.returncode == 0, proc.stderr
+    with (cwd / "rep" / "report.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert [(r["model.name"], r["noise.level"]) for r in rows] == [
+        ("linear", "0.0"), ("linear", "2.0"), ("multihead", "0.0"), ("multihead", "2.0")]
+    children = client.search_runs([parent.info.experiment_id],
+                                  filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    by_group = {(c.data.params["model.name"], c.data.params["noise.level"]): c for c in children}
+    for row in rows:
+        child = by_group[(row["model.name"], row["noise.level"])]
+        assert row["runs"] == "1" and row["replicates"] == "2"
+        for name, metric in COLUMNS:
+            assert float(row[name]) == child.data.metrics[metric], (name, row)
+        assert child.data.metrics["align/spearman_ci_low"] <= child.data.metrics["align/spearman"]
+    md = (cwd / "rep" / "report.md").read_text()
+    table = [line for line in md.splitlines() if line.startswith("| ") and not line.startswith("| ---")]
+    assert len(table) == 1 + 4  # the header and one row per group
+    assert "| linear | 2.0 | 1 × 2 |" in md
+    logged = {f.path for f in client.list_artifacts(parent.info.run_id, "report")}
+    assert logged == {"report/report.md", "report/report.csv", "report/alignment.png"}
+    child_files = {f.path for f in client.list_artifacts(children[0].info.run_id)}
+    assert "replicates.csv" in child_files
+
+
+def test_report_finds_the_latest_sweep_by_itself(sweep):
+    cwd, _, parent = sweep
+    proc = run_report(cwd)
+    assert proc.returncode == 0, proc.stderr
+    assert (cwd / "report" / parent.info.run_id / "report.md").is_file()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--parent", "nosuchrun"], "lvsweep: error: --parent: no run 'nosuchrun' in this store"),
+    (["--experiment", "other"], "lvsweep: error: --experiment: no experiment 'other' in this store"),
+])
+def test_unknown_run_or_experiment_is_one_line(sweep, args, message):
+    proc = run_report(sweep[0], *args)
+    assert proc.returncode == 2 and proc.stderr.strip() == message
+
+
+def test_missing_store_is_one_line_and_creates_nothing(tmp_path):
+    proc = run_report(tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == ("lvsweep: error: --tracking-uri: no MLflow store at sqlite:///mlruns/mlflow.db; "
+                                   "run a sweep first or pass the store's URI")
+    assert list(tmp_path.iterdir()) == []
