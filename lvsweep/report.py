@@ -99,10 +99,22 @@ def child_runs(client: Any, parent: Any) -> list[Any]:
 
 
 def varying_params(runs: Sequence[Any]) -> list[str]:
-    """Params present in every run whose value differs between them. A param only some runs have
-    (`model.heads`) belongs to one option of a config group, so it follows that choice (`model.name`)."""
+    """Params present in every run whose value differs between them, less those that only follow a
+    config group's choice. A param only some runs have (`model.heads`) belongs to one option of a
+    group; one that every option has but that is fixed within each option (`system.t_end` when
+    `system.name` varies) is that option's default, not a factor of its own."""
     keys = sorted(set.intersection(*(set(r.data.params) for r in runs)))
-    return [k for k in keys if not k.startswith(NOT_A_FACTOR) and len({r.data.params[k] for r in runs}) > 1]
+    varying = [k for k in keys if not k.startswith(NOT_A_FACTOR) and len({r.data.params[k] for r in runs}) > 1]
+    return [k for k in varying if not follows_choice(runs, k, varying)]
+
+
+def follows_choice(runs: Sequence[Any], key: str, varying: Sequence[str]) -> bool:
+    """Whether `key` (e.g. `system.t_end`) takes one value per value of its group's `<group>.name`."""
+    choice = key.split(".")[0] + ".name"
+    if key == choice or choice not in varying:
+        return False
+    seen: dict[str, str] = {}
+    return all(seen.setdefault(r.data.params[choice], r.data.params[key]) == r.data.params[key] for r in runs)
 
 
 def _order(value: Optional[str]) -> tuple[int, float, str]:

@@ -6,11 +6,12 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from mlflow.tracking import MlflowClient
 
-from lvsweep.report import COLUMNS
+from lvsweep.report import COLUMNS, varying_params
 
 from conftest import QUICK, run_cli, store_uri
 
@@ -81,3 +82,15 @@ def test_missing_store_is_one_line_and_creates_nothing(tmp_path):
     assert proc.stderr.strip() == ("lvsweep: error: --tracking-uri: no MLflow store at sqlite:///mlruns/mlflow.db; "
                                    "run a sweep first or pass the store's URI")
     assert list(tmp_path.iterdir()) == []
+
+
+def _run(**params: str) -> SimpleNamespace:
+    return SimpleNamespace(data=SimpleNamespace(params=params))
+
+
+def test_a_group_options_defaults_follow_the_choice_but_a_swept_field_stays_a_factor():
+    # t_end is fixed within each system: it follows system.name. alpha varies within lotka_volterra: a factor.
+    runs = [_run(**{"system.name": n, "system.t_end": t, "system.params.alpha": a})
+            for n, t, a in [("lotka_volterra", "30", "1.0"), ("lotka_volterra", "30", "2.0"),
+                            ("lorenz", "15", "1.0"), ("lorenz", "15", "1.0")]]
+    assert varying_params(runs) == ["system.name", "system.params.alpha"]
