@@ -7,7 +7,7 @@ import torch
 
 from lvsweep.errors import LvsweepError
 from lvsweep.models.base import AttentionModel
-from lvsweep.models.linear import LinearAttention
+from lvsweep.models.linear import LinearAttention, StackedLinearAttention
 from lvsweep.models.multihead import MultiHeadAttention
 from lvsweep.models.replicated import ReplicatedModel
 from lvsweep.models.transformer import TransformerAttention
@@ -32,7 +32,8 @@ def make_model(model_cfg: Any, dim: int, epochs: int, epochs_per_step: int) -> A
 def make_replicates(model_cfg: Any, dim: int, epochs: int, epochs_per_step: int, seeds: Sequence[int],
                     noisy: torch.Tensor) -> AttentionModel:
     """One model per seed, initialised from that seed and prepared on its own training input
-    (noisy [R, T, d]); a single one is returned as is, several as one `ReplicatedModel`.
+    (noisy [R, T, d]); a single one is returned as is, several as one model with a replicate axis:
+    natively batched for the linear model, `ReplicatedModel` (vmap) for the others.
 
     The global torch generator is left seeded by the last seed: with one replicate, training
     draws (dropout) continue from `seed` exactly as in a run without replicates.
@@ -43,8 +44,13 @@ def make_replicates(model_cfg: Any, dim: int, epochs: int, epochs_per_step: int,
         model = make_model(model_cfg, dim, epochs, epochs_per_step)
         model.prepare(x)
         models.append(model)
-    return models[0] if len(models) == 1 else ReplicatedModel(models)
+    if len(models) == 1:
+        return models[0]
+    if isinstance(models[0], LinearAttention):
+        return StackedLinearAttention(models)
+    return ReplicatedModel(models)
 
 
-__all__ = ["AttentionModel", "LinearAttention", "MultiHeadAttention", "ReplicatedModel", "TransformerAttention",
+__all__ = ["AttentionModel", "LinearAttention", "MultiHeadAttention", "ReplicatedModel", "StackedLinearAttention",
+           "TransformerAttention",
            "make_model", "make_replicates"]
