@@ -17,6 +17,7 @@ from lvsweep.errors import LvsweepError
 if TYPE_CHECKING:
     from lvsweep.tracking import RunRecorder
 
+OPTUNA_SWEEPER = "hydra_plugins.lvsweep_optuna_sweeper."
 FAILED_JOBS: list[str] = []  # read by the entry point to choose the exit status
 ACTIVE: list["MlflowSweepCallback"] = []  # the sweep under way, for the entry point to close on a fault
 
@@ -45,6 +46,10 @@ class MlflowSweepCallback(Callback):
         from lvsweep.stores import check_reachable
         from lvsweep.tracking import PARENT_RUN_ENV, RunRecorder, open_store, resolve_uri
 
+        if str(config.hydra.sweeper.get("_target_", "")).startswith(OPTUNA_SWEEPER):
+            from hydra_plugins.lvsweep_optuna_sweeper._impl import check_settings
+
+            check_settings(config)  # Hydra builds the sweeper only after this callback
         storage = config.hydra.sweeper.get("storage")  # a database-backed sweeper's study
         if isinstance(storage, str):
             check_reachable(storage, "hydra.sweeper.storage")  # before anything is recorded

@@ -16,8 +16,11 @@ from mlflow.tracking import MlflowClient
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
-from hydra_plugins.lvsweep_optuna_sweeper._impl import (OptunaSweeper, format_value, parse_search_space,
-                                                     to_distribution)
+from omegaconf import OmegaConf
+
+from hydra_plugins.lvsweep_optuna_sweeper._impl import (OptunaSweeper, check_settings, format_value,
+                                                     parse_search_space, to_distribution)
+from hydra_plugins.lvsweep_optuna_sweeper.config import OptunaSweeperConf
 from lvsweep.errors import LvsweepError
 from tests.conftest import run_cli, start_cli, store_uri
 
@@ -79,6 +82,26 @@ def test_command_line_sweeps_join_and_replace_config_params():
     assert list(space.fixed.values()) == ["seed=3"]
     with pytest.raises(LvsweepError, match="hydra.sweeper.params.noise.level"):
         parse_search_space({"noise.level": "interval(0,"}, [])
+
+
+def sweep_config(task: list[str], objectives: list[str], **sweeper) -> OmegaConf:
+    settings = OmegaConf.merge(OmegaConf.structured(OptunaSweeperConf), sweeper)
+    return OmegaConf.create({"objectives": objectives,
+                             "hydra": {"sweeper": settings, "overrides": {"task": task}}})
+
+
+@pytest.mark.parametrize("task, objectives, sweeper, field", [
+    ([], ["a"], {"n_jobs": 0}, "hydra.sweeper.n_jobs"),
+    ([], ["a"], {"heartbeat_interval": 0}, "hydra.sweeper.heartbeat_interval"),
+    ([], ["a", "b"], {}, "hydra.sweeper.direction"),
+    (["model.lr=tag(log, interval(0, 1))"], ["a"], {}, "hydra.sweeper.params.model.lr"),
+    ([], ["a"], {"params": {"noise.level": "interval(4, 0)"}}, "hydra.sweeper.params.noise.level"),
+])
+def test_settings_are_checked_without_a_storage(task, objectives, sweeper, field):
+    check_settings(sweep_config(["seed=1"], ["a"], storage="postgresql://nowhere/x"))  # valid: no error
+    with pytest.raises(LvsweepError) as err:
+        check_settings(sweep_config(task, objectives, **sweeper))
+    assert err.value.field == field
 
 
 @pytest.mark.parametrize("value", [0.0001, 3, -1, True, None, "linear", "1", "a b", "it's", "null"])
@@ -183,3 +206,4 @@ def test_a_bad_sweeper_setting_is_one_line_on_the_command_line(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
         "lvsweep: error: hydra.sweeper.heartbeat_interval: must be a whole number of seconds >= 1 or null, got 0"]
+    assert not (tmp_path / "mlruns" / "mlflow.db").exists()  # rejected before the sweep's parent run

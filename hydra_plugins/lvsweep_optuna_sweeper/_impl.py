@@ -233,12 +233,16 @@ class OptunaSweeper(Sweeper):
         self.hydra_context = hydra_context
         self.launcher = Plugins.instance().instantiate_launcher(
             hydra_context=hydra_context, task_function=task_function, config=config)
+        self.objectives = self.objective_names(config)
+
+    def objective_names(self, config: DictConfig) -> list[str]:
+        """The task's `objectives`, one per direction (placeholders when the task names none)."""
         objectives = [str(o) for o in config.get("objectives") or []]
         if objectives and len(objectives) != len(self.directions):
             raise LvsweepError("hydra.sweeper.direction",
                                f"{len(self.directions)} direction(s) for {len(objectives)} objective(s) "
                                f"({', '.join(objectives)}): give one direction per objective")
-        self.objectives = objectives or [f"objective{i}" for i in range(len(self.directions))]
+        return objectives or [f"objective{i}" for i in range(len(self.directions))]
 
     def sweep(self, arguments: list[str]) -> optuna.Study:
         import optuna
@@ -365,6 +369,17 @@ class OptunaSweeper(Sweeper):
                 raise
             return True
         return False
+
+
+def check_settings(config: DictConfig) -> None:
+    """Every check of the sweeper's settings that needs no storage: the constructor's, the
+    objectives against the directions, the search space. The sweep callback runs this before it
+    opens the sweep's parent run, so a rejected setting leaves nothing behind in the store."""
+    settings = OmegaConf.to_container(config.hydra.sweeper, resolve=True)
+    assert isinstance(settings, dict)
+    sweeper = OptunaSweeper(**{k: v for k, v in settings.items() if not str(k).startswith("_")})
+    sweeper.objective_names(config)
+    parse_search_space(sweeper.params, list(config.hydra.overrides.task))
 
 
 def _plain(node: Any) -> dict[str, Any]:
