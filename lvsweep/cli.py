@@ -74,13 +74,14 @@ def one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())
 
 
-def close_open_sweep(status: str) -> None:
-    """A multirun stopped before Hydra's end-of-sweep hook: close its parent run instead of leaving
-    it RUNNING forever."""
+def close_open_sweep(status: str, error: BaseException | None = None) -> None:
+    """A multirun stopped before Hydra's end-of-sweep hook: close its parent run, and the runs of
+    jobs whose processes are gone, instead of leaving them RUNNING forever."""
     from lvsweep.sweep_tracking import ACTIVE
 
     if ACTIVE:
-        ACTIVE[0].parent.finish(status=status)
+        ACTIVE[0].close_lost(status, all_jobs_returned=False)
+        ACTIVE[0].parent.finish(error=error, status=status)
         ACTIVE.clear()
 
 
@@ -88,7 +89,7 @@ def main() -> None:
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")
     sys.argv = [sys.argv[0], *expand_shorthands(sys.argv[1:])]
     from lvsweep.app import task  # heavy imports after argument handling
-    from lvsweep.sweep_tracking import FAILED_JOBS, SweepAborted
+    from lvsweep.sweep_tracking import ACTIVE, FAILED_JOBS, SweepAborted
 
     try:
         task()
@@ -105,6 +106,12 @@ def main() -> None:
             raise
         print("lvsweep: interrupted", file=sys.stderr)
         sys.exit(130)
+    except Exception as exc:  # the launcher itself failed (a worker process was killed, ...)
+        if not ACTIVE:
+            raise
+        reason = f"the launcher stopped: {type(exc).__name__}: {one_line(exc)}"
+        close_open_sweep("FAILED", RuntimeError(reason))
+        exit_with_error(f"sweep: {reason}", status=1)
     if FAILED_JOBS:
         print(f"lvsweep: {len(FAILED_JOBS)} job(s) failed: {', '.join(FAILED_JOBS)}", file=sys.stderr)
         sys.exit(1)

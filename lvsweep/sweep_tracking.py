@@ -67,6 +67,7 @@ class MlflowSweepCallback(Callback):
 
         if self.parent is None:
             return
+        self.close_lost("FAILED", all_jobs_returned=True)
         client = self.parent.client
         children = client.search_runs([self.experiment_id],
                                       filter_string=f"tags.`{PARENT_TAG}` = '{self.parent.run_id}'",
@@ -83,6 +84,15 @@ class MlflowSweepCallback(Callback):
         os.environ.pop(PARENT_RUN_ENV, None)
         ACTIVE.clear()
         print(format_table(children, self.parent.run_id))
+
+
+    def close_lost(self, status: str, all_jobs_returned: bool) -> None:
+        from lvsweep.tracking import close_lost_children
+
+        assert self.parent is not None
+        close_lost_children(self.parent.client, self.experiment_id, self.parent.run_id, status,
+                            "lost: the job's process ended without closing its run (killed, or dropped by "
+                            "the launcher)", all_jobs_returned)
 
 
 def format_table(children: list[Any], parent_id: str) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import time
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional
@@ -25,6 +26,7 @@ DEFAULT_URI = "sqlite:///mlruns/mlflow.db"
 PARENT_RUN_ENV = "LVSWEEP_PARENT_RUN_ID"
 PARENT_TAG = "mlflow.parentRunId"
 ERROR_TAG = "lvsweep.error"
+HOST_TAG, PID_TAG = "lvsweep.host", "lvsweep.pid"  # which process owns a run, to tell a lost one
 
 
 def resolve_uri(uri: Optional[str]) -> str:
@@ -90,7 +92,7 @@ class RunRecorder:
     def __init__(self, client: MlflowClient, experiment_id: str, run_name: Optional[str],
                  parent_run_id: Optional[str] = None, tags: Optional[Mapping[str, str]] = None,
                  flush_every_s: float = 3.0) -> None:
-        all_tags = dict(tags or {})
+        all_tags = {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid()), **(tags or {})}
         if parent_run_id:
             all_tags[PARENT_TAG] = parent_run_id
         self.client = client
@@ -138,3 +140,35 @@ def close_run(client: MlflowClient, run_id: str, status: str, reason: str) -> No
     retry_locked(client.log_batch, run_id, tags=[RunTag(ERROR_TAG, reason[:5000]),
                                                  RunTag("mlflow.note.content", f"{status.title()}: {reason}"[:5000])])
     retry_locked(client.set_terminated, run_id, status=status)
+
+
+def _owner_is_gone(run: Any) -> bool:
+    """True when the process that opened the run was this one or has ended, on this host. A run
+    owned elsewhere, or by a process still alive, may yet be closed by its owner."""
+    tags = run.data.tags
+    if tags.get(HOST_TAG) != socket.gethostname() or not tags.get(PID_TAG, "").isdigit():
+        return False
+    pid = int(tags[PID_TAG])
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
+
+
+def close_lost_children(client: MlflowClient, experiment_id: str, parent_run_id: str, status: str,
+                        reason: str, all_jobs_returned: bool) -> list[str]:
+    """Close the sweep's child runs still RUNNING whose job can no longer close them (a launcher
+    lost the job: its worker was killed). When the launcher says every job returned, any RUNNING
+    child is lost; otherwise only those whose owning process is known to have ended."""
+    running = client.search_runs([experiment_id], max_results=10_000,
+                                 filter_string=f"tags.`{PARENT_TAG}` = '{parent_run_id}' "
+                                               "and attributes.status = 'RUNNING'")
+    lost = [r for r in running if all_jobs_returned or _owner_is_gone(r)]
+    for run in lost:
+        close_run(client, run.info.run_id, status, reason)
+    return [r.info.run_name for r in lost]

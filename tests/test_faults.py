@@ -1,11 +1,13 @@
 """Faults through the real CLI: Ctrl-C on a run and on a study, a worker killed with SIGKILL in the
-middle of a trial and restarted, and stores that cannot be reached.
+middle of a trial and restarted, a launcher's worker killed in a plain multirun, and stores that
+cannot be reached.
 
 A fault lands while a trial's MLflow run is RUNNING (the test polls the store for it), so it
 really hits the middle of a trial. Afterwards nothing finished before it may be lost or doubled.
 """
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import time
@@ -134,6 +136,34 @@ def test_a_worker_killed_mid_trial_is_failed_retried_and_closed_on_restart(tmp_p
     parents = {r.info.run_id: r for r in all_runs(tmp_path) if r.data.tags.get("lvsweep.kind") == "sweep"}
     assert parents[killed.data.tags["mlflow.parentRunId"]].info.status == "FAILED"  # the dead worker's sweep
     assert sorted(p.info.status for p in parents.values()) == ["FAILED", "FINISHED"]
+
+
+@pytest.mark.slow
+def test_a_launcher_worker_killed_in_a_plain_multirun_leaves_no_run_running(tmp_path):
+    """The joblib launcher loses a job whose worker dies; the sweep closes what it left behind."""
+    proc = start_cli(tmp_path, "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "trainer.epochs=100,400000",
+                     "system.n_steps=300", "analysis.perturb.k=5", "analysis.figures=false")
+    victim = wait_for_running(tmp_path, proc, "params.`trainer.epochs` = '400000'")
+    # The short job finishes first, so the kill cannot take it down with the worker pool.
+    wait_for(lambda: any(r.info.status == "FINISHED" for r in all_runs(tmp_path)), proc)
+    os.kill(int(victim.data.tags["lvsweep.pid"]), signal.SIGKILL)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1
+    assert len(err.strip().splitlines()) == 1 and err.startswith("lvsweep: error: sweep: the launcher stopped")
+    runs = {r.info.run_id: r for r in all_runs(tmp_path)}
+    lost = runs[victim.info.run_id]
+    assert lost.info.status == "FAILED" and lost.data.tags["lvsweep.error"].startswith("lost:")
+    (done,) = [r for r in runs.values() if r.data.params.get("trainer.epochs") == "100"]
+    assert done.info.status == "FINISHED" and "align/anticorrelation" in done.data.metrics
+    (parent,) = [r for r in runs.values() if r.data.tags.get("lvsweep.kind") == "sweep"]
+    assert parent.info.status == "FAILED" and "TerminatedWorkerError" in parent.data.tags["lvsweep.error"]
+
+
+def wait_for(condition, proc: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1]
+        time.sleep(0.1)
 
 
 def test_an_unreachable_tracking_server_stops_a_sweep_before_it_starts(tmp_path):

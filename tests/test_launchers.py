@@ -27,6 +27,7 @@ def assert_sweep_recorded(cwd: Path, seeds: list[int]) -> None:
     assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parent.info.run_id}
 
 
+@pytest.mark.slow
 def test_joblib_launcher_runs_six_jobs_on_two_workers_into_one_sqlite_store(tmp_path):
     proc = run_cli(tmp_path, "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "seed=0,1,2,3,4,5", *FAST)
     assert proc.returncode == 0, proc.stderr

@@ -33,6 +33,7 @@ def servers(tmp_path_factory):
         cluster.stop()
 
 
+@pytest.mark.slow
 def test_two_workers_share_a_postgres_study_and_log_to_the_mlflow_server(servers, tmp_path):
     _, study_url, server = servers
     env = cli_env(MLFLOW_TRACKING_URI=server.url)
