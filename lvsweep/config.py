@@ -171,6 +171,8 @@ class LvsweepConfig:
 RUN_METRICS = ("train/loss", "val/loss", "align/pearson", "align/spearman", "align/anticorrelation",
                "perturb/low_over_high", "val/r2", "val/noisy_mse", "align/excess", "align/pvalue",
                "system/max_lyapunov")
+# Final metrics only some runs log: each with the setting that turns it on.
+OPTIONAL_METRICS = {"prc/spearman": "analysis.prc=true", "prc/period": "analysis.prc=true"}
 
 
 def register_configs() -> None:
@@ -246,9 +248,13 @@ def validate(cfg: DictConfig | Any) -> None:
              f"must be a finite number > 0, got {p.horizon}")
     validate_system_analysis(cfg.analysis, system, s)
     _require(bool(cfg.tracking.experiment), "tracking.experiment", "must be a non-empty name")
-    _require(len(cfg.objectives) >= 1, "objectives", f"must name at least one of: {', '.join(RUN_METRICS)}")
+    allowed = ", ".join([*RUN_METRICS, *(f"{k} (with {v})" for k, v in OPTIONAL_METRICS.items())])
+    _require(len(cfg.objectives) >= 1, "objectives", f"must name at least one of: {allowed}")
     for name in cfg.objectives:
-        _require(name in RUN_METRICS, "objectives", f"unknown metric '{name}'; allowed: {', '.join(RUN_METRICS)}")
+        _require(name in RUN_METRICS or name in OPTIONAL_METRICS, "objectives",
+                 f"unknown metric '{name}'; allowed: {allowed}")
+        _require(name != "prc/spearman" and name != "prc/period" or bool(cfg.analysis.prc), "objectives",
+                 f"'{name}' is logged only with {OPTIONAL_METRICS.get(name)}; set it or pick another metric")
 
 
 def validate_system_analysis(a: DictConfig | Any, system: Any, s: DictConfig | Any) -> None:

@@ -8,6 +8,9 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
+from lvsweep.app import objective_value
+from lvsweep.config import validate
+from lvsweep.errors import LvsweepError
 from lvsweep.prc import orbit_period, phase_response
 from lvsweep.simulate import simulate
 from lvsweep.systems import make_system
@@ -50,7 +53,8 @@ def test_period_of_van_der_pol_matches_the_known_value():
 
 
 def test_prc_run_records_csv_figure_and_alignment(tmp_path: Path):
-    proc = run_cli(tmp_path, *QUICK, "system=goodwin", "analysis.prc=true", "analysis.prc_kick.state=repressor")
+    proc = run_cli(tmp_path, *QUICK, "system=goodwin", "analysis.prc=true", "analysis.prc_kick.state=repressor",
+                   "objectives=[prc/spearman]")
     assert proc.returncode == 0, proc.stderr
     client = MlflowClient(tracking_uri=store_uri(tmp_path))
     (run,) = client.search_runs([client.get_experiment_by_name("lvsweep").experiment_id])
@@ -63,3 +67,14 @@ def test_prc_run_records_csv_figure_and_alignment(tmp_path: Path):
     assert list(rows[0]) == ["phase", "t", "mrna", "protein", "repressor", "phase_shift"]
     phases = [float(r["phase"]) for r in rows]
     assert 0 <= min(phases) and max(phases) < 1 and len(rows) > 20
+
+
+def test_prc_alignment_is_an_objective_only_where_it_is_logged():
+    cfg = compose_config("system=goodwin", "analysis.prc=true", "objectives=[prc/spearman,align/anticorrelation]")
+    validate(cfg)
+    assert objective_value(cfg, {"prc/spearman": 0.25, "align/anticorrelation": 0.5}) == [0.25, 0.5]
+    with pytest.raises(LvsweepError, match="'prc/spearman' is logged only with analysis.prc=true") as err:
+        validate(compose_config("system=goodwin", "objectives=[prc/spearman]"))
+    assert err.value.field == "objectives"
+    with pytest.raises(LvsweepError, match="unknown metric 'prc/spearmn'; allowed: .*prc/spearman \\(with"):
+        validate(compose_config("system=goodwin", "objectives=[prc/spearmn]"))
