@@ -19,6 +19,7 @@ from lvsweep.errors import LvsweepError
 
 class NoiseKind(str, Enum):
     gaussian = "gaussian"
+    relative = "relative"
     multiplicative = "multiplicative"
     none = "none"
 
@@ -54,7 +55,8 @@ class SystemConfig:
 @dataclass
 class NoiseConfig:
     kind: NoiseKind = NoiseKind.gaussian
-    # Standard deviation in state units (gaussian) or relative to the state (multiplicative).
+    # Standard deviation in state units (gaussian), in units of each state's standard deviation
+    # over the orbit (relative), or relative to the state (multiplicative).
     level: float = 2.0
 
 

@@ -19,15 +19,19 @@ Batch = tuple[torch.Tensor, torch.Tensor]
 
 
 def add_noise(clean: np.ndarray, kind: str, level: float, rng: np.random.Generator) -> np.ndarray:
-    """`gaussian`: x + level·ε; `multiplicative`: x·(1 + level·ε); `none`: x."""
+    """`gaussian`: x + level·ε; `relative`: x + level·σ·ε, σ each state's standard deviation over
+    the clean orbit (so one level means the same signal-to-noise ratio on systems of any scale);
+    `multiplicative`: x·(1 + level·ε); `none`: x."""
     eps = rng.standard_normal(clean.shape)
     if kind == "gaussian":
         return clean + level * eps
+    if kind == "relative":
+        return clean + level * clean.std(axis=0) * eps
     if kind == "multiplicative":
         return clean * (1.0 + level * eps)
     if kind == "none":
         return clean.copy()
-    raise LvsweepError("noise.kind", f"unknown kind '{kind}'; allowed: gaussian, multiplicative, none")
+    raise LvsweepError("noise.kind", f"unknown kind '{kind}'; allowed: gaussian, relative, multiplicative, none")
 
 
 @dataclass(frozen=True)

@@ -108,7 +108,7 @@ def test_noise_shorthand_keeps_kind_selection_and_direct_level(tmp_path):
 
 
 @pytest.mark.parametrize("override, message", [
-    ("noise=foo", "noise: unknown option 'foo'; allowed: gaussian, multiplicative, none"),
+    ("noise=foo", "noise: unknown option 'foo'; allowed: gaussian, multiplicative, none, relative"),
     ("noise.levl=3", "noise.levl: Key 'levl' not in 'NoiseConfig'; allowed: kind, level"),
     ("noise.level=-1", "noise.level: must be a finite number >= 0"),
     ("model.lr=0", "model.lr: must be a finite number > 0"),

@@ -101,3 +101,15 @@ def test_perturbation_kicks_at_extreme_attention_and_measures_divergence(lv_conf
     assert res.deviation_high[:, 0] == pytest.approx(0.1) and res.deviation_low[:, 0] == pytest.approx(0.1)
     assert res.low_over_high == pytest.approx(res.deviation_low[:, -1].mean() / res.deviation_high[:, -1].mean())
     assert res.low_over_high != pytest.approx(1.0, abs=1e-3)
+
+
+def test_relative_noise_gives_every_state_the_same_signal_to_noise_ratio():
+    from lvsweep.data import add_noise
+
+    rng = np.random.default_rng(0)
+    # Two states of very different scale (and offset): one relative level means one ratio.
+    clean = np.stack([np.sin(np.linspace(0, 60, 20_000)), 100 + 50 * np.cos(np.linspace(0, 60, 20_000))], axis=1)
+    noise = add_noise(clean, "relative", 0.3, rng) - clean
+    np.testing.assert_allclose(noise.std(axis=0) / clean.std(axis=0), 0.3, rtol=0.03)
+    absolute = add_noise(clean, "gaussian", 0.3, rng) - clean
+    np.testing.assert_allclose(absolute.std(axis=0), 0.3, rtol=0.03)  # the same level in state units
