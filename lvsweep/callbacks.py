@@ -12,6 +12,7 @@ import pytorch_lightning as pl
 import torch
 
 from lvsweep.alignment import alignment_metrics, pearson, spearman
+from lvsweep.models.base import evaluating
 
 MetricSink = Callable[[Mapping[str, float], int], None]
 
@@ -42,7 +43,7 @@ class LossHistory(pl.Callback):
             self.sink({"val/loss": pl_module.val_loss}, pl_module.epochs_done)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: Any) -> None:
-        with torch.no_grad():
+        with evaluating(pl_module):
             self.final = {key: pl_module.reported_loss(b) for key, b in self.batches.items()}
         self.sink(self.final, pl_module.epochs_done)
 

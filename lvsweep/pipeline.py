@@ -20,6 +20,7 @@ from lvsweep.callbacks import AlignmentCallback, LossHistory, MetricSink
 from lvsweep.controls import as_replicates, control_metrics
 from lvsweep.data import TrajectoryDataModule, make_replicate_data, replicate_seed
 from lvsweep.models import AttentionModel, make_replicates
+from lvsweep.models.base import evaluating
 from lvsweep.perturbation import perturbation_test
 from lvsweep.prc import phase_response, prc_alignment, state_index, write_prc_csv
 from lvsweep.reconstruction import reconstruction_metrics
@@ -117,7 +118,7 @@ def read_attention(model: AttentionModel, noisy: torch.Tensor) -> np.ndarray:
 def write_replicates_csv(path: Path, seeds: list[int], attention: np.ndarray, init_attention: np.ndarray,
                          sensitivity: np.ndarray, model: AttentionModel, val_batch: Any) -> Path:
     """One row per replicate: its seed, alignment, untrained alignment and validation loss."""
-    with torch.no_grad():
+    with evaluating(model):
         val_loss = model.replicate_losses(val_batch).reshape(-1).numpy()
     columns = [np.arange(len(seeds)), seeds, pearson(attention, sensitivity), spearman(attention, sensitivity),
                spearman(init_attention, sensitivity), val_loss]

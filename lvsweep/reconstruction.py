@@ -10,6 +10,8 @@ from typing import Any
 
 import torch
 
+from lvsweep.models.base import evaluating
+
 
 def r2_score(prediction: torch.Tensor, target: torch.Tensor) -> float:
     """1 − SSE/SST over all steps and state variables, each variable centred on its own mean;
@@ -22,11 +24,6 @@ def r2_score(prediction: torch.Tensor, target: torch.Tensor) -> float:
 def reconstruction_metrics(model: Any, batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, float]:
     """`val/r2` of the model's reconstruction and `val/noisy_mse` of the noisy input itself."""
     noisy, clean = batch
-    was_training = model.training
-    model.eval()  # dropout off: the score of the model, not of one random mask
-    try:
-        with torch.no_grad():
-            prediction = model(noisy)
-    finally:
-        model.train(was_training)
+    with evaluating(model):
+        prediction = model(noisy)
     return {"val/r2": r2_score(prediction, clean), "val/noisy_mse": float(torch.mean((noisy - clean) ** 2))}

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from lvsweep.app import compose_config
+from lvsweep.callbacks import LossHistory
 from lvsweep.config import validate
 from lvsweep.data import TrajectoryDataModule, make_data
 from lvsweep.errors import LvsweepError
@@ -174,6 +175,22 @@ def test_each_model_lowers_its_validation_loss_and_the_transformer_denoises(name
         assert recon["val/noisy_mse"] == pytest.approx(0.25, rel=0.15)
         assert after < recon["val/noisy_mse"]  # it denoises: better than returning the input
         assert recon["val/r2"] > 0.99
+
+
+def test_final_losses_are_those_of_the_model_without_dropout():
+    datamodule = _low_noise_data(200, 0.5)
+    cfg = compose_config("model=multihead", "model.dropout=0.5")
+    torch.manual_seed(0)
+    model = make_model(cfg.model, 2, epochs=20, epochs_per_step=10)
+    history = LossHistory(lambda metrics, step: None, datamodule.train_batch, datamodule.val_batch)
+    fit(model, datamodule, SimpleNamespace(epochs=20, log_every=10, val_every=10, align_every=10, threads=1),
+        [history])
+    with torch.no_grad():
+        masked = {float(model.loss(datamodule.val_batch)) for _ in range(3)}  # train mode: a new mask each call
+    assert len(masked) == 3 and model.training
+    model.eval()
+    with torch.no_grad():
+        assert history.final["val/loss"] == pytest.approx(float(model.loss(datamodule.val_batch)), rel=1e-6)
 
 
 def test_r2_score_is_one_for_a_perfect_fit_and_zero_for_the_mean():

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from contextlib import contextmanager
+from typing import Iterator
 
 import pytorch_lightning as pl
 import torch
@@ -14,6 +16,19 @@ import torch
 from lvsweep.errors import LvsweepError
 
 Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+@contextmanager
+def evaluating(model: torch.nn.Module) -> Iterator[None]:
+    """Dropout off and no graph, then the model back in the mode it was in: what a model scores
+    after training is its own, not that of one random dropout mask."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        model.train(was_training)
 
 
 class AttentionModel(pl.LightningModule, ABC):
