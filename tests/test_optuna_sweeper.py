@@ -21,6 +21,7 @@ from omegaconf import OmegaConf
 from hydra_plugins.lvsweep_optuna_sweeper._impl import (OptunaSweeper, check_settings, format_value,
                                                      parse_search_space, to_distribution)
 from hydra_plugins.lvsweep_optuna_sweeper.config import OptunaSweeperConf
+from hydra_plugins.lvsweep_optuna_sweeper.storage import close_orphan_runs, storage_label
 from lvsweep.errors import LvsweepError
 from tests.conftest import run_cli, start_cli, store_uri
 
@@ -104,6 +105,26 @@ def test_settings_are_checked_without_a_storage(task, objectives, sweeper, field
     assert err.value.field == field
 
 
+def test_orphan_runs_are_matched_to_their_study_by_name_and_storage(tmp_path, monkeypatch):
+    """Two studies called `s` in two databases log to one MLflow store; trial 0 of ours failed
+    while its worker was away. Only our run is closed; the other study's live run is untouched."""
+    monkeypatch.chdir(tmp_path)
+    ours = "sqlite:///ours/optuna.db"
+    (tmp_path / "ours").mkdir()
+    study = optuna.create_study(study_name="s", storage=ours)
+    study.tell(study.ask(), state=TrialState.FAIL)
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    exp = client.create_experiment("lvsweep")
+    runs = {label: client.create_run(exp, tags={"optuna_study": "s", "optuna_trial": "0",
+                                                "optuna_storage": label}).info.run_id
+            for label in (storage_label(ours), storage_label("sqlite:///theirs/optuna.db"))}
+    assert storage_label(ours) == f"sqlite:///{tmp_path}/ours/optuna.db"
+    assert close_orphan_runs(client, exp, study, storage_label(ours)) == [0]
+    status = {label: client.get_run(run_id).info.status for label, run_id in runs.items()}
+    assert status == {storage_label(ours): "FAILED", storage_label("sqlite:///theirs/optuna.db"): "RUNNING"}
+    assert storage_label("postgresql://lv:secret@db:5432/optuna") == "postgresql://lv:***@db:5432/optuna"
+
+
 @pytest.mark.parametrize("value", [0.0001, 3, -1, True, None, "linear", "1", "a b", "it's", "null"])
 def test_sampled_values_survive_the_trip_through_an_override(value):
     parsed = OverridesParser.create().parse_override(f"k={format_value(value)}").value()
@@ -130,11 +151,12 @@ def test_study_is_tracked_then_continued_by_two_parallel_workers(tmp_path):
     for t in trials:
         run = by_trial[t.number]
         assert run.info.run_name == f"trial_{t.number}" and run.data.tags["optuna_study"] == "s"
+        assert run.data.tags["optuna_storage"] == f"sqlite:///{tmp_path}/mlruns/optuna.db"
         assert t.value == pytest.approx(run.data.metrics[OBJECTIVE], rel=1e-12)
         assert float(run.data.params["noise.level"]) == pytest.approx(t.params["noise.level"])
     best = study.best_trial
     assert parent.data.tags["optuna_study"] == "s"
-    assert parent.data.tags["optuna_storage"] == "sqlite:///mlruns/optuna.db"
+    assert parent.data.tags["optuna_storage"] == f"sqlite:///{tmp_path}/mlruns/optuna.db"
     assert parent.data.metrics[f"best/{OBJECTIVE}"] == pytest.approx(best.value)
     assert float(parent.data.params["best.model.lr"]) == pytest.approx(best.params["model.lr"])
     client = MlflowClient(tracking_uri=store_uri(tmp_path))

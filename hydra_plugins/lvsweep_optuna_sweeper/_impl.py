@@ -23,7 +23,7 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from hydra_plugins.lvsweep_optuna_sweeper.storage import FaultSettings, Heartbeat, open_storage, recover
+from hydra_plugins.lvsweep_optuna_sweeper.storage import FaultSettings, Heartbeat, open_storage, recover, storage_label
 from lvsweep.errors import LvsweepError
 
 if TYPE_CHECKING:
@@ -260,7 +260,7 @@ class OptunaSweeper(Sweeper):
                                "use those or another study_name")
         tracker = ParentRun.find(self.config)
         tracker.describe(study, self.storage_url, self.sampler_cfg)
-        recover(study, tracker.client, tracker.experiment_id)
+        recover(study, self.storage_url, tracker.client, tracker.experiment_id)
         print(f"optuna study '{study.study_name}': {len(study.trials)} trial(s) so far, {self._goal()}")
         done = 0
         while (size := self._batch_size(study, done)) > 0:
@@ -271,7 +271,7 @@ class OptunaSweeper(Sweeper):
             if exhausted:
                 print("the sampler has covered the whole search space; stopping")
                 break
-            recover(study, tracker.client, tracker.experiment_id)
+            recover(study, self.storage_url, tracker.client, tracker.experiment_id)
         summary = study_summary(study, self.objectives)
         print(summary.text)
         tracker.record(summary, study, self.objectives)
@@ -318,6 +318,7 @@ class OptunaSweeper(Sweeper):
         return [*space.trial_overrides(trial.params),
                 f"++tracking.tags.optuna_trial={trial.number}",
                 f"++tracking.tags.optuna_study={format_value(study.study_name)}",
+                f"++tracking.tags.optuna_storage={format_value(storage_label(self.storage_url))}",
                 f"tracking.run_name=trial_{trial.number}"]
 
     def _run_batch(self, study: optuna.Study, trials: list[optuna.Trial], space: SearchSpace) -> bool:
@@ -486,10 +487,8 @@ class ParentRun:
         return cls(client, experiment_id, os.environ.get(PARENT_RUN_ENV))
 
     def describe(self, study: optuna.Study, storage: Optional[str], sampler_cfg: Mapping[str, Any]) -> None:
-        from lvsweep.stores import mask_password
-
         self._log(tags={"optuna_study": study.study_name,
-                        "optuna_storage": mask_password(storage) if storage else "in-memory",
+                        "optuna_storage": storage_label(storage),
                         "optuna_directions": ",".join(d.name.lower() for d in study.directions),
                         "optuna_sampler": str(sampler_cfg.get("_target_"))})
 

@@ -12,6 +12,7 @@ import sys
 import threading
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Optional, Sequence
 
@@ -105,9 +106,25 @@ class Heartbeat:
                 return
 
 
-def recover(study: optuna.Study, client: Optional[MlflowClient], experiment_id: Optional[str]) -> None:
+def storage_label(storage: Optional[str]) -> str:
+    """Which database holds the study, as tagged on runs: password masked, a relative SQLite path
+    made absolute, so two studies of one name in different databases are never confused."""
+    from lvsweep.stores import mask_password, sqlite_path
+
+    if storage is None:
+        return "in-memory"
+    db = sqlite_path(storage)
+    if db is not None and db.name not in ("", ":memory:") and not db.is_absolute():
+        storage = f"sqlite:///{Path.cwd() / db}"
+    return mask_password(storage)
+
+
+def recover(study: optuna.Study, storage: Optional[str], client: Optional[MlflowClient],
+            experiment_id: Optional[str]) -> None:
     """Fail the trials of dead workers (Optuna queues their params again), then close the MLflow
-    runs those workers left RUNNING."""
+    runs those workers left RUNNING. An in-memory study has no other workers to recover from."""
+    if storage is None:
+        return
     from optuna.exceptions import ExperimentalWarning
     from optuna.storages import fail_stale_trials
 
@@ -115,10 +132,10 @@ def recover(study: optuna.Study, client: Optional[MlflowClient], experiment_id: 
         warnings.simplefilter("ignore", ExperimentalWarning)
         fail_stale_trials(study)
     if client is not None and experiment_id is not None:
-        close_orphan_runs(client, experiment_id, study)
+        close_orphan_runs(client, experiment_id, study, storage_label(storage))
 
 
-def close_orphan_runs(client: MlflowClient, experiment_id: str, study: optuna.Study) -> list[int]:
+def close_orphan_runs(client: MlflowClient, experiment_id: str, study: optuna.Study, label: str) -> list[int]:
     """RUNNING MLflow runs whose trial Optuna has failed were left by a worker that died before it
     could close them: close each as FAILED with the reason, and its sweep's parent run too (a dead
     worker's parent run would otherwise stay RUNNING forever). Returns the trial numbers closed."""
@@ -126,9 +143,10 @@ def close_orphan_runs(client: MlflowClient, experiment_id: str, study: optuna.St
 
     from lvsweep.tracking import PARENT_TAG, close_run
 
-    name = study.study_name.replace("'", "\\'")
+    name, where = (v.replace("'", "\\'") for v in (study.study_name, label))
     open_runs = client.search_runs([experiment_id], max_results=10_000,
-                                   filter_string=f"tags.optuna_study = '{name}' and attributes.status = 'RUNNING'")
+                                   filter_string=f"tags.optuna_study = '{name}' and tags.optuna_storage = '{where}' "
+                                                 "and attributes.status = 'RUNNING'")
     if not open_runs:
         return []
     states = {t.number: t.state for t in study.get_trials(deepcopy=False)}
