@@ -173,7 +173,7 @@ class LvsweepConfig:
 RUN_METRICS = ("train/loss", "val/loss", "align/pearson", "align/spearman", "align/anticorrelation",
                "perturb/low_over_high", "val/r2", "val/noisy_mse", "align/excess", "align/pvalue",
                "system/max_lyapunov")
-# Final metrics only some runs log: each with the setting that turns it on.
+# Final metrics only some runs log: each with the setting that turns it on (all: analysis.prc).
 OPTIONAL_METRICS = {"prc/spearman": "analysis.prc=true", "prc/period": "analysis.prc=true"}
 
 
@@ -255,7 +255,7 @@ def validate(cfg: DictConfig | Any) -> None:
     for name in cfg.objectives:
         _require(name in RUN_METRICS or name in OPTIONAL_METRICS, "objectives",
                  f"unknown metric '{name}'; allowed: {allowed}")
-        _require(name != "prc/spearman" and name != "prc/period" or bool(cfg.analysis.prc), "objectives",
+        _require(name not in OPTIONAL_METRICS or bool(cfg.analysis.prc), "objectives",
                  f"'{name}' is logged only with {OPTIONAL_METRICS.get(name)}; set it or pick another metric")
 
 

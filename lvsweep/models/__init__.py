@@ -52,5 +52,4 @@ def make_replicates(model_cfg: Any, dim: int, epochs: int, epochs_per_step: int,
 
 
 __all__ = ["AttentionModel", "LinearAttention", "MultiHeadAttention", "ReplicatedModel", "StackedLinearAttention",
-           "TransformerAttention",
-           "make_model", "make_replicates"]
+           "TransformerAttention", "make_model", "make_replicates"]
