@@ -3,18 +3,13 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
 
+from lvsweep.local_servers import MlflowServer
 from tests.conftest import QUICK, run_cli, store_uri
 
 METRICS = {"train/loss", "val/loss", "align/pearson", "align/spearman", "align/anticorrelation",
@@ -140,24 +135,11 @@ def test_failures_during_a_run_are_recorded_and_lose_nothing(tmp_path, override,
     assert second.info.status == "FAILED" and message in second.data.tags["lvsweep.error"]
 
 
-def test_mlflow_server_serves_the_sweep_over_rest(noise_sweep):
+def test_mlflow_server_serves_the_sweep_over_rest(noise_sweep, tmp_path):
     cwd, _ = noise_sweep
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri", store_uri(cwd),
-                               "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-                              cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
+    server = MlflowServer(store_uri(cwd), tmp_path / "artifacts").start()
+    base = server.url
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                urllib.request.urlopen(f"{base}/health", timeout=2)
-                break
-            except OSError:
-                assert server.poll() is None and time.monotonic() < deadline, "mlflow server did not start"
-                time.sleep(0.5)
         exp = _get(f"{base}/api/2.0/mlflow/experiments/get-by-name?experiment_name=lvsweep")["experiment"]
         found = _post(f"{base}/api/2.0/mlflow/runs/search", {"experiment_ids": [exp["experiment_id"]]})["runs"]
         assert len(found) == 4  # the parent and three jobs
@@ -171,8 +153,7 @@ def test_mlflow_server_serves_the_sweep_over_rest(noise_sweep):
         assert len(finished) == 2 and all("align/spearman" in {m["key"] for m in r["data"]["metrics"]}
                                           for r in finished)
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
+        server.stop()
 
 
 def _get(url: str) -> dict:
