@@ -13,6 +13,13 @@ import numpy as np
 from lvsweep.errors import LvsweepError
 
 
+def matrix(rows: Sequence[Sequence[np.ndarray | float]], shape: tuple[int, ...]) -> np.ndarray:
+    """[..., n, m] from n rows of m entries, each an array of the batch shape or a constant, so a
+    Jacobian is written as it reads on paper, constants as plain numbers."""
+    return np.stack([np.stack([np.broadcast_to(np.asarray(e, dtype=float), shape) for e in row], axis=-1)
+                     for row in rows], axis=-2)
+
+
 class DynamicalSystem(ABC):
     """An autonomous ODE x' = f(x) with named states and named parameters."""
 

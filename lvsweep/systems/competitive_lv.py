@@ -15,7 +15,7 @@ from typing import Mapping, Optional, Sequence
 import numpy as np
 
 from lvsweep.errors import LvsweepError
-from lvsweep.systems.base import DynamicalSystem
+from lvsweep.systems.base import DynamicalSystem, matrix
 
 
 class CompetitiveLV(DynamicalSystem):
@@ -41,11 +41,9 @@ class CompetitiveLV(DynamicalSystem):
     def jacobian(self, x: np.ndarray) -> np.ndarray:
         p = self.params
         x1, x2 = x[..., 0], x[..., 1]
-        row0 = np.stack([p["r1"] * (1 - (2 * x1 + p["a12"] * x2) / p["K1"]), -p["r1"] * p["a12"] * x1 / p["K1"]],
-                        axis=-1)
-        row1 = np.stack([-p["r2"] * p["a21"] * x2 / p["K2"], p["r2"] * (1 - (2 * x2 + p["a21"] * x1) / p["K2"])],
-                        axis=-1)
-        return np.stack([row0, row1], axis=-2)
+        return matrix([[p["r1"] * (1 - (2 * x1 + p["a12"] * x2) / p["K1"]), -p["r1"] * p["a12"] * x1 / p["K1"]],
+                       [-p["r2"] * p["a21"] * x2 / p["K2"], p["r2"] * (1 - (2 * x2 + p["a21"] * x1) / p["K2"])]],
+                      x1.shape)
 
     def check_state(self, x: np.ndarray) -> Optional[str]:
         if np.any(np.asarray(x) <= 0):

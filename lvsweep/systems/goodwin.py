@@ -12,7 +12,7 @@ from typing import Optional
 
 import numpy as np
 
-from lvsweep.systems.base import DynamicalSystem
+from lvsweep.systems.base import DynamicalSystem, matrix
 
 
 class Goodwin(DynamicalSystem):
@@ -30,13 +30,11 @@ class Goodwin(DynamicalSystem):
 
     def jacobian(self, x: np.ndarray) -> np.ndarray:
         p = self.params
-        w = x[..., 2] / p["K"]
-        b, n = p["b"] * np.ones_like(w), p["n"]
-        zero, one = np.zeros_like(w), np.ones_like(w)
+        w, b, n = x[..., 2] / p["K"], p["b"], p["n"]
         hill = -p["a"] / p["K"] * n * w ** (n - 1) / (1 + w ** n) ** 2
-        return np.stack([np.stack([-b, zero, hill], axis=-1),
-                         np.stack([one, -b, zero], axis=-1),
-                         np.stack([zero, one, -b], axis=-1)], axis=-2)
+        return matrix([[-b, 0, hill],
+                       [1, -b, 0],
+                       [0, 1, -b]], w.shape)
 
     def check_state(self, x: np.ndarray) -> Optional[str]:
         if np.any(np.asarray(x) < 0):

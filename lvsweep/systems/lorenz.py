@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lvsweep.systems.base import DynamicalSystem
+from lvsweep.systems.base import DynamicalSystem, matrix
 
 
 class Lorenz(DynamicalSystem):
@@ -20,7 +20,6 @@ class Lorenz(DynamicalSystem):
     def jacobian(self, x: np.ndarray) -> np.ndarray:
         p = self.params
         u, v, w = x[..., 0], x[..., 1], x[..., 2]
-        one = np.ones_like(u)
-        return np.stack([np.stack([-p["sigma"] * one, p["sigma"] * one, 0 * one], axis=-1),
-                         np.stack([p["rho"] - w, -one, -u], axis=-1),
-                         np.stack([v, u, -p["beta"] * one], axis=-1)], axis=-2)
+        return matrix([[-p["sigma"], p["sigma"], 0],
+                       [p["rho"] - w, -1, -u],
+                       [v, u, -p["beta"]]], u.shape)

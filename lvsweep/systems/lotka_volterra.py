@@ -5,7 +5,7 @@ from typing import Optional
 
 import numpy as np
 
-from lvsweep.systems.base import DynamicalSystem
+from lvsweep.systems.base import DynamicalSystem, matrix
 
 
 class LotkaVolterra(DynamicalSystem):
@@ -28,9 +28,8 @@ class LotkaVolterra(DynamicalSystem):
     def jacobian(self, x: np.ndarray) -> np.ndarray:
         p = self.params
         prey, pred = x[..., 0], x[..., 1]
-        row0 = np.stack([p["alpha"] - p["beta"] * pred, -p["beta"] * prey], axis=-1)
-        row1 = np.stack([p["delta"] * pred, p["delta"] * prey - p["gamma"]], axis=-1)
-        return np.stack([row0, row1], axis=-2)
+        return matrix([[p["alpha"] - p["beta"] * pred, -p["beta"] * prey],
+                       [p["delta"] * pred, p["delta"] * prey - p["gamma"]]], prey.shape)
 
     def check_state(self, x: np.ndarray) -> Optional[str]:
         if np.any(np.asarray(x) <= 0):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lvsweep.systems.base import DynamicalSystem
+from lvsweep.systems.base import DynamicalSystem, matrix
 
 
 class Rossler(DynamicalSystem):
@@ -20,7 +20,6 @@ class Rossler(DynamicalSystem):
     def jacobian(self, x: np.ndarray) -> np.ndarray:
         p = self.params
         u, w = x[..., 0], x[..., 2]
-        zero, one = np.zeros_like(u), np.ones_like(u)
-        return np.stack([np.stack([zero, -one, -one], axis=-1),
-                         np.stack([one, p["a"] * one, zero], axis=-1),
-                         np.stack([w, zero, u - p["c"]], axis=-1)], axis=-2)
+        return matrix([[0, -1, -1],
+                       [1, p["a"], 0],
+                       [w, 0, u - p["c"]]], u.shape)

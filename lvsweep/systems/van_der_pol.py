@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lvsweep.systems.base import DynamicalSystem
+from lvsweep.systems.base import DynamicalSystem, matrix
 
 
 class VanDerPol(DynamicalSystem):
@@ -21,9 +21,8 @@ class VanDerPol(DynamicalSystem):
     def jacobian(self, x: np.ndarray) -> np.ndarray:
         mu = self.params["mu"]
         u, v = x[..., 0], x[..., 1]
-        row0 = np.stack([np.zeros_like(u), np.ones_like(u)], axis=-1)
-        row1 = np.stack([-2 * mu * u * v - 1, mu * (1 - u * u)], axis=-1)
-        return np.stack([row0, row1], axis=-2)
+        return matrix([[0, 1],
+                       [-2 * mu * u * v - 1, mu * (1 - u * u)]], u.shape)
 
     def equilibrium(self) -> np.ndarray:
         return np.zeros(2)
