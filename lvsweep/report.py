@@ -90,14 +90,6 @@ def find_parent(client: Any, experiment: str, parent_id: Optional[str]) -> Any:
     return runs[0]
 
 
-def child_runs(client: Any, parent: Any) -> list[Any]:
-    from lvsweep.tracking import PARENT_TAG
-
-    return client.search_runs([parent.info.experiment_id],
-                              filter_string=f"tags.`{PARENT_TAG}` = '{parent.info.run_id}'",
-                              order_by=["attributes.start_time ASC"], max_results=10_000)
-
-
 def varying_params(runs: Sequence[Any]) -> list[str]:
     """Params present in every run whose value differs between them, less those that only follow a
     config group's choice. A param only some runs have (`model.heads`) belongs to one option of a
@@ -174,8 +166,9 @@ def write_csv(path: Path, factors: list[str], groups: list[Group]) -> Path:
 
 def write_report(client: Any, parent: Any, out_dir: Path) -> list[Path]:
     from lvsweep import figures
+    from lvsweep.tracking import child_runs
 
-    runs = child_runs(client, parent)
+    runs = child_runs(client, parent.info.experiment_id, parent.info.run_id)
     finished = [r for r in runs if r.info.status == "FINISHED"]
     if not finished:
         raise LvsweepError("--parent", f"sweep '{parent.info.run_id}' has no finished child runs")

@@ -63,15 +63,12 @@ class MlflowSweepCallback(Callback):
         ACTIVE[:] = [self]
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        from lvsweep.tracking import PARENT_RUN_ENV, PARENT_TAG
+        from lvsweep.tracking import PARENT_RUN_ENV, child_runs
 
         if self.parent is None:
             return
         self.close_lost("FAILED", all_jobs_returned=True)
-        client = self.parent.client
-        children = client.search_runs([self.experiment_id],
-                                      filter_string=f"tags.`{PARENT_TAG}` = '{self.parent.run_id}'",
-                                      order_by=["attributes.start_time ASC"], max_results=10_000)
+        children = child_runs(self.parent.client, self.experiment_id, self.parent.run_id)
         failed = [r.info.run_name for r in children if r.info.status != "FINISHED"]
         FAILED_JOBS[:] = failed
         scores = [r.data.metrics.get("align/anticorrelation", math.nan) for r in children]

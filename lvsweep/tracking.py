@@ -160,14 +160,19 @@ def _owner_is_gone(run: Any) -> bool:
     return False
 
 
+def child_runs(client: MlflowClient, experiment_id: str, parent_run_id: str, where: str = "") -> list[Any]:
+    """A sweep's child runs, oldest first, optionally narrowed by an MLflow filter."""
+    both = f"tags.`{PARENT_TAG}` = '{parent_run_id}'" + (f" and {where}" if where else "")
+    return client.search_runs([experiment_id], filter_string=both, order_by=["attributes.start_time ASC"],
+                              max_results=10_000)
+
+
 def close_lost_children(client: MlflowClient, experiment_id: str, parent_run_id: str, status: str,
                         reason: str, all_jobs_returned: bool) -> list[str]:
     """Close the sweep's child runs still RUNNING whose job can no longer close them (a launcher
     lost the job: its worker was killed). When the launcher says every job returned, any RUNNING
     child is lost; otherwise only those whose owning process is known to have ended."""
-    running = client.search_runs([experiment_id], max_results=10_000,
-                                 filter_string=f"tags.`{PARENT_TAG}` = '{parent_run_id}' "
-                                               "and attributes.status = 'RUNNING'")
+    running = child_runs(client, experiment_id, parent_run_id, "attributes.status = 'RUNNING'")
     lost = [r for r in running if all_jobs_returned or _owner_is_gone(r)]
     for run in lost:
         close_run(client, run.info.run_id, status, reason)
