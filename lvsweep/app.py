@@ -22,10 +22,12 @@ from lvsweep.errors import LvsweepError, exit_with_error
 
 if TYPE_CHECKING:
     from lvsweep.pipeline import RunResult
-    from lvsweep.tracking import RunRecorder
+    from lvsweep.tracking.runs import RunRecorder
 
 OBJECTIVE = "align/anticorrelation"
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+# The configs travel inside the package (the repository's top-level conf/ is mapped to lvsweep.conf),
+# so an installed wheel finds them wherever it is run from.
+CONF_MODULE = "lvsweep.conf"
 
 register_configs()
 
@@ -37,9 +39,9 @@ def plain_config(cfg: DictConfig) -> DictConfig:
 
 def compose_config(*overrides: str) -> DictConfig:
     """The plain config the CLI would build from these overrides, for scripts and tests in-process."""
-    from hydra import compose, initialize_config_dir
+    from hydra import compose, initialize_config_module
 
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+    with initialize_config_module(config_module=CONF_MODULE, version_base="1.3"):
         return plain_config(compose(config_name="config", overrides=list(overrides)))
 
 
@@ -58,7 +60,7 @@ def run_job(cfg: DictConfig) -> float:
     try:
         validate(cfg)
         plain = plain_config(cfg)
-        from lvsweep.tracking import PARENT_RUN_ENV
+        from lvsweep.tracking.runs import PARENT_RUN_ENV
 
         parent = os.environ.get(PARENT_RUN_ENV) if multirun else None
         recorder = open_run(plain, run_name(cfg, multirun), parent)
@@ -97,7 +99,7 @@ def objective_value(cfg: DictConfig, metrics: dict[str, float]) -> float | list[
 
 
 def open_run(plain: DictConfig, name: str, parent: Optional[str]) -> RunRecorder:
-    from lvsweep.tracking import RunRecorder, flatten, open_store, resolve_uri
+    from lvsweep.tracking.runs import RunRecorder, flatten, open_store, resolve_uri
 
     client, experiment_id = open_store(resolve_uri(plain.tracking.uri), plain.tracking.experiment)
     recorder = RunRecorder(client, experiment_id, name, parent, tags=dict(plain.tracking.tags))
@@ -107,7 +109,7 @@ def open_run(plain: DictConfig, name: str, parent: Optional[str]) -> RunRecorder
 
 def record_failed_job(cfg: DictConfig, name: str) -> Optional[RunRecorder]:
     """A job rejected before its run opened still gets a (FAILED) run, so the sweep shows it."""
-    from lvsweep.tracking import PARENT_RUN_ENV
+    from lvsweep.tracking.runs import PARENT_RUN_ENV
 
     try:
         return open_run(plain_config(cfg), name, os.environ.get(PARENT_RUN_ENV))
@@ -128,7 +130,7 @@ def print_summary(result: RunResult, run_id: str, cfg: DictConfig, out_dir: Path
     if multirun:
         print(f"  {line}")
         return
-    from lvsweep.tracking import resolve_uri
+    from lvsweep.tracking.runs import resolve_uri
 
     uri = resolve_uri(cfg.tracking.uri)
     print(
@@ -155,6 +157,6 @@ def spread(m: dict[str, float], replicates: int) -> str:
     return f" [95% CI {m['align/spearman_ci_low']:+.3f}, {m['align/spearman_ci_high']:+.3f}; {replicates} replicates]"
 
 
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
+@hydra.main(version_base="1.3", config_path=f"pkg://{CONF_MODULE}", config_name="config")
 def task(cfg: DictConfig) -> Any:
     return run_job(cfg)

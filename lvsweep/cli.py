@@ -77,7 +77,7 @@ def one_line(exc: BaseException) -> str:
 def close_open_sweep(status: str, error: BaseException | None = None) -> None:
     """A multirun stopped before Hydra's end-of-sweep hook: close its parent run, and the runs of
     jobs whose processes are gone, instead of leaving them RUNNING forever."""
-    from lvsweep.sweep_tracking import ACTIVE
+    from lvsweep.tracking.sweeps import ACTIVE
 
     if ACTIVE:
         ACTIVE[0].close_lost(status, all_jobs_returned=False)
@@ -89,7 +89,7 @@ def main() -> None:
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")
     sys.argv = [sys.argv[0], *expand_shorthands(sys.argv[1:])]
     from lvsweep.app import task  # heavy imports after argument handling
-    from lvsweep.sweep_tracking import ACTIVE, FAILED_JOBS, SweepAborted
+    from lvsweep.tracking.sweeps import ACTIVE, FAILED_JOBS, SweepAborted
 
     try:
         task()

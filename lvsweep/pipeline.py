@@ -14,20 +14,20 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
-from lvsweep import figures
-from lvsweep.alignment import pearson, spearman
-from lvsweep.callbacks import AlignmentCallback, LossHistory, MetricSink
-from lvsweep.controls import as_replicates, control_metrics
-from lvsweep.data import TrajectoryDataModule, make_replicate_data, replicate_seed
+from lvsweep.analysis import figures
+from lvsweep.analysis.alignment import pearson, spearman
+from lvsweep.training.callbacks import AlignmentCallback, LossHistory, MetricSink
+from lvsweep.analysis.controls import as_replicates, control_metrics
+from lvsweep.data.trajectory import TrajectoryDataModule, make_replicate_data, replicate_seed
 from lvsweep.models import AttentionModel, make_replicates
 from lvsweep.models.base import evaluating
-from lvsweep.perturbation import perturbation_test
-from lvsweep.prc import phase_response, prc_alignment, state_index, write_prc_csv
-from lvsweep.reconstruction import reconstruction_metrics
-from lvsweep.sensitivity import measure_sensitivity
-from lvsweep.simulate import Orbit, simulate
+from lvsweep.analysis.perturbation import perturbation_test
+from lvsweep.analysis.prc import phase_response, prc_alignment, state_index, write_prc_csv
+from lvsweep.analysis.reconstruction import reconstruction_metrics
+from lvsweep.analysis.sensitivity import measure_sensitivity
+from lvsweep.systems.simulate import Orbit, simulate
 from lvsweep.systems import DynamicalSystem, make_system
-from lvsweep.training import fit
+from lvsweep.training.trainer import fit
 
 
 @dataclass

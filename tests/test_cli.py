@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from lvsweep.local_servers import MlflowServer
+from tests.helpers.servers import MlflowServer
 from tests.conftest import QUICK, run_cli, store_uri
 
 METRICS = {"train/loss", "val/loss", "align/pearson", "align/spearman", "align/anticorrelation",

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from lvsweep.alignment import replicate_summary, spearman, t_interval
-from lvsweep.controls import (baseline_linear, baseline_norm, circular_shift_pvalue, control_metrics,
+from lvsweep.analysis.alignment import replicate_summary, spearman, t_interval
+from lvsweep.analysis.controls import (baseline_linear, baseline_norm, circular_shift_pvalue, control_metrics,
                               shift_statistics)
 
 

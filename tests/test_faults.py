@@ -18,8 +18,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
-from lvsweep.local_servers import free_port
-from lvsweep.stores import creation_lock
+from tests.helpers.servers import free_port
+from lvsweep.tracking.stores import creation_lock
 from tests.conftest import QUICK, cli_env, run_cli, start_cli, store_uri
 
 OBJECTIVE = "align/anticorrelation"

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from scipy.integrate import solve_ivp
 
-from lvsweep.ftle import lyapunov_spectrum, orbit_stability, step_propagators, windowed_ftle
-from lvsweep.sensitivity import measure_sensitivity
-from lvsweep.simulate import Orbit, integrate, simulate
+from lvsweep.analysis.ftle import lyapunov_spectrum, orbit_stability, step_propagators, windowed_ftle
+from lvsweep.analysis.sensitivity import measure_sensitivity
+from lvsweep.systems.simulate import Orbit, integrate, simulate
 from lvsweep.systems import make_system
 from tests.conftest import compose_config
 

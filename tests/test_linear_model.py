@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from lvsweep.data import TrajectoryDataModule, make_data
+from lvsweep.data.trajectory import TrajectoryDataModule, make_data
 from lvsweep.models import LinearAttention
-from lvsweep.simulate import simulate
+from lvsweep.systems.simulate import simulate
 
 
 def _batch(cfg, level: float = 2.0):

@@ -10,16 +10,16 @@ import pytest
 import torch
 
 from lvsweep.app import compose_config
-from lvsweep.callbacks import LossHistory
+from lvsweep.training.callbacks import LossHistory
 from lvsweep.config import validate
-from lvsweep.data import TrajectoryDataModule, make_data
+from lvsweep.data.trajectory import TrajectoryDataModule, make_data
 from lvsweep.errors import LvsweepError
 from lvsweep.models import MultiHeadAttention, TransformerAttention, make_model
 from lvsweep.models.attention import attend, reduce_attention, time_encoding
 from lvsweep.models.transformer import encoder_layer_forward
-from lvsweep.reconstruction import r2_score, reconstruction_metrics
-from lvsweep.simulate import simulate
-from lvsweep.training import fit
+from lvsweep.analysis.reconstruction import r2_score, reconstruction_metrics
+from lvsweep.systems.simulate import simulate
+from lvsweep.training.trainer import fit
 from tests.conftest import run_cli, store_uri
 
 SEQUENCE_MODELS = {"multihead": MultiHeadAttention, "transformer": TransformerAttention}

@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from lvsweep.alignment import alignment_metrics, pearson, spearman
+from lvsweep.analysis.alignment import alignment_metrics, pearson, spearman
 from lvsweep.errors import LvsweepError
-from lvsweep.perturbation import extreme_indices, perturbation_test
-from lvsweep.sensitivity import lyapunov_normal, outward_normals
-from lvsweep.simulate import integrate, simulate
+from lvsweep.analysis.perturbation import extreme_indices, perturbation_test
+from lvsweep.analysis.sensitivity import lyapunov_normal, outward_normals
+from lvsweep.systems.simulate import integrate, simulate
 from lvsweep.systems import make_system
 from tests.conftest import compose_config
 
@@ -104,7 +104,7 @@ def test_perturbation_kicks_at_extreme_attention_and_measures_divergence(lv_conf
 
 
 def test_relative_noise_gives_every_state_the_same_signal_to_noise_ratio():
-    from lvsweep.data import add_noise
+    from lvsweep.data.trajectory import add_noise
 
     rng = np.random.default_rng(0)
     # Two states of very different scale (and offset): one relative level means one ratio.

@@ -11,7 +11,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
-from lvsweep.local_servers import PG_PASSWORD, MlflowServer, PostgresCluster, free_port
+from tests.helpers.servers import PG_PASSWORD, MlflowServer, PostgresCluster, free_port
 from tests.conftest import cli_env, run_cli, start_cli
 
 QUICK = ["trainer.epochs=20", "system.n_steps=200", "analysis.figures=false", "analysis.perturb.k=3"]

@@ -11,8 +11,8 @@ from mlflow.tracking import MlflowClient
 from lvsweep.app import objective_value
 from lvsweep.config import validate
 from lvsweep.errors import LvsweepError
-from lvsweep.prc import orbit_period, phase_response
-from lvsweep.simulate import simulate
+from lvsweep.analysis.prc import orbit_period, phase_response
+from lvsweep.systems.simulate import simulate
 from lvsweep.systems import make_system
 from tests.conftest import QUICK, compose_config, run_cli, store_uri
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from lvsweep.app import compose_config
-from lvsweep.data import replicate_seed
+from lvsweep.data.trajectory import replicate_seed
 from lvsweep.pipeline import run_experiment
 
 from conftest import run_cli

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import pytest
 from mlflow.tracking import MlflowClient
 
-from lvsweep.report import COLUMNS, varying_params
+from lvsweep.tracking.report import COLUMNS, varying_params
 
 from conftest import QUICK, run_cli, store_uri
 

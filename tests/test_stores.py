@@ -8,8 +8,8 @@ import time
 import pytest
 
 from lvsweep.errors import LvsweepError
-from lvsweep.local_servers import free_port
-from lvsweep.stores import check_reachable, creation_lock, mask_password, retry_locked
+from tests.helpers.servers import free_port
+from lvsweep.tracking.stores import check_reachable, creation_lock, mask_password, retry_locked
 
 
 def test_a_write_that_meets_a_locked_database_is_retried_until_the_lock_goes(tmp_path):

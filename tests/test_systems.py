@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from lvsweep.simulate import integrate, simulate
+from lvsweep.systems.simulate import integrate, simulate
 from lvsweep.systems import SYSTEMS, make_system
 from tests.conftest import QUICK, compose_config, run_cli, store_uri
 

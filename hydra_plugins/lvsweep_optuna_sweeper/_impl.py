@@ -479,7 +479,7 @@ class ParentRun:
     def find(cls, config: Optional[DictConfig]) -> ParentRun:
         """The parent run if the sweep callback opened one; the store in any case, where the
         sweeper closes runs that dead workers left open."""
-        from lvsweep.tracking import PARENT_RUN_ENV, open_store, resolve_uri
+        from lvsweep.tracking.runs import PARENT_RUN_ENV, open_store, resolve_uri
 
         if config is None:
             return cls(None, None, None)
@@ -507,7 +507,7 @@ class ParentRun:
             return
         from mlflow.entities import Metric, Param, RunTag
 
-        from lvsweep.stores import retry_locked
+        from lvsweep.tracking.stores import retry_locked
 
         now = int(time.time() * 1000)
         retry_locked(self.client.log_batch, self.run_id,

@@ -50,7 +50,7 @@ def open_storage(url: Optional[str], faults: FaultSettings) -> Any:
     from optuna.exceptions import ExperimentalWarning
     from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
-    from lvsweep.stores import check_reachable, creation_lock, sqlite_path
+    from lvsweep.tracking.stores import check_reachable, creation_lock, sqlite_path
 
     kwargs: dict[str, Any] = {}
     if faults.heartbeat_interval is not None:
@@ -94,7 +94,7 @@ class Heartbeat:
             self._thread.join()
 
     def _beat(self) -> None:
-        from lvsweep.stores import retry_locked
+        from lvsweep.tracking.stores import retry_locked
 
         while True:
             for trial_id in self.trial_ids:
@@ -109,7 +109,7 @@ class Heartbeat:
 def storage_label(storage: Optional[str]) -> str:
     """Which database holds the study, as tagged on runs: password masked, a relative SQLite path
     made absolute, so two studies of one name in different databases are never confused."""
-    from lvsweep.stores import mask_password, sqlite_path
+    from lvsweep.tracking.stores import mask_password, sqlite_path
 
     if storage is None:
         return "in-memory"
@@ -141,7 +141,7 @@ def close_orphan_runs(client: MlflowClient, experiment_id: str, study: optuna.St
     worker's parent run would otherwise stay RUNNING forever). Returns the trial numbers closed."""
     from optuna.trial import TrialState
 
-    from lvsweep.tracking import PARENT_TAG, close_run
+    from lvsweep.tracking.runs import PARENT_TAG, close_run
 
     name, where = (v.replace("'", "\\'") for v in (study.study_name, label))
     open_runs = client.search_runs([experiment_id], max_results=10_000,

@@ -20,14 +20,14 @@ import pytorch_lightning as pl
 import torch
 
 from lvsweep.app import compose_config
-from lvsweep.callbacks import AlignmentCallback, LossHistory
-from lvsweep.data import TrajectoryDataModule, make_data, make_replicate_data, replicate_seed
+from lvsweep.training.callbacks import AlignmentCallback, LossHistory
+from lvsweep.data.trajectory import TrajectoryDataModule, make_data, make_replicate_data, replicate_seed
 from lvsweep.models import LinearAttention, make_replicates
 from lvsweep.pipeline import run_experiment
-from lvsweep.sensitivity import sensitivity_profile
-from lvsweep.simulate import simulate
+from lvsweep.analysis.sensitivity import sensitivity_profile
+from lvsweep.systems.simulate import simulate
 from lvsweep.systems import make_system
-from lvsweep.training import fit, make_trainer
+from lvsweep.training.trainer import fit, make_trainer
 
 
 def bare_loop(dm: TrajectoryDataModule, epochs: int, lr: float) -> float:

@@ -19,9 +19,9 @@ from typing import Any
 import torch
 
 from lvsweep.app import compose_config
-from lvsweep.data import TrajectoryDataModule, make_data
+from lvsweep.data.trajectory import TrajectoryDataModule, make_data
 from lvsweep.models import AttentionModel, make_model
-from lvsweep.simulate import simulate
+from lvsweep.systems.simulate import simulate
 
 MODELS = ("linear", "multihead", "transformer")
 LONG_T = 100_000

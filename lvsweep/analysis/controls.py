@@ -12,7 +12,7 @@ import math
 import numpy as np
 from scipy.stats import rankdata
 
-from lvsweep.alignment import spearman
+from lvsweep.analysis.alignment import spearman
 
 
 def as_replicates(x: np.ndarray, trailing: int) -> np.ndarray:

@@ -13,7 +13,7 @@ import pytorch_lightning as pl
 import torch
 
 from lvsweep.errors import LvsweepError
-from lvsweep.simulate import Orbit
+from lvsweep.systems.simulate import Orbit
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 

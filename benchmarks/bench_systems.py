@@ -14,8 +14,8 @@ import numpy as np
 from scipy.integrate import solve_ivp
 
 from lvsweep.app import compose_config
-from lvsweep.ftle import orbit_stability
-from lvsweep.simulate import simulate
+from lvsweep.analysis.ftle import orbit_stability
+from lvsweep.systems.simulate import simulate
 from lvsweep.systems import DynamicalSystem, make_system
 
 

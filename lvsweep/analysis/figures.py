@@ -9,8 +9,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from lvsweep.perturbation import PerturbationResult  # noqa: E402
-from lvsweep.prc import PhaseResponse  # noqa: E402
+from lvsweep.analysis.perturbation import PerturbationResult  # noqa: E402
+from lvsweep.analysis.prc import PhaseResponse  # noqa: E402
 from lvsweep.systems import DynamicalSystem  # noqa: E402
 
 HIGH, LOW = "tab:red", "tab:blue"

@@ -17,7 +17,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from lvsweep.alignment import t_interval
+from lvsweep.analysis.alignment import t_interval
 from lvsweep.errors import LvsweepError, exit_with_error
 
 SWEEP_TAG = "lvsweep.kind"
@@ -165,8 +165,8 @@ def write_csv(path: Path, factors: list[str], groups: list[Group]) -> Path:
 
 
 def write_report(client: Any, parent: Any, out_dir: Path) -> list[Path]:
-    from lvsweep import figures
-    from lvsweep.tracking import child_runs
+    from lvsweep.analysis import figures
+    from lvsweep.tracking.runs import child_runs
 
     runs = child_runs(client, parent.info.experiment_id, parent.info.run_id)
     finished = [r for r in runs if r.info.status == "FINISHED"]
@@ -195,7 +195,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--out", type=Path, help="output directory (default: report/<parent run id>)")
     args = parser.parse_args(argv)
     try:
-        from lvsweep.tracking import resolve_uri
+        from lvsweep.tracking.runs import resolve_uri
 
         client = open_client(resolve_uri(args.tracking_uri))
         parent = find_parent(client, args.experiment, args.parent)
@@ -205,6 +205,3 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     print(f"report of sweep {parent.info.run_id}: {paths[0]}")
     print(f"  also logged to that run's artifacts under report/: {', '.join(p.name for p in paths)}")
 
-
-if __name__ == "__main__":
-    main()

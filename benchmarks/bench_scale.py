@@ -92,7 +92,7 @@ def bench_sqlite(workers: int, trials: int) -> LoadResult:
 
 
 def bench_postgres(workers: int, trials: int) -> LoadResult:
-    from lvsweep.local_servers import MlflowServer, PostgresCluster
+    from tests.helpers.servers import MlflowServer, PostgresCluster
 
     cluster = PostgresCluster().start()
     try:

@@ -24,9 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from lvsweep.alignment import spearman
+from lvsweep.analysis.alignment import spearman
 from lvsweep.errors import LvsweepError
-from lvsweep.simulate import Orbit, integrate
+from lvsweep.systems.simulate import Orbit, integrate
 from lvsweep.systems import DynamicalSystem
 
 SAMPLES_PER_PERIOD = 400

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lvsweep.alignment import spearman
+from lvsweep.analysis.alignment import spearman
 from lvsweep.errors import LvsweepError
-from lvsweep.ftle import OrbitStability, orbit_stability
-from lvsweep.simulate import Orbit
+from lvsweep.analysis.ftle import OrbitStability, orbit_stability
+from lvsweep.systems.simulate import Orbit
 from lvsweep.systems import DynamicalSystem, resolve_measure
 
 

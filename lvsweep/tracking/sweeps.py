@@ -15,7 +15,7 @@ from omegaconf import DictConfig
 from lvsweep.errors import LvsweepError
 
 if TYPE_CHECKING:
-    from lvsweep.tracking import RunRecorder
+    from lvsweep.tracking.runs import RunRecorder
 
 OPTUNA_SWEEPER = "hydra_plugins.lvsweep_optuna_sweeper."
 FAILED_JOBS: list[str] = []  # read by the entry point to choose the exit status
@@ -43,8 +43,8 @@ class MlflowSweepCallback(Callback):
             raise SweepAborted(exc) from exc
 
     def _open_parent(self, config: DictConfig) -> None:
-        from lvsweep.stores import check_reachable
-        from lvsweep.tracking import PARENT_RUN_ENV, RunRecorder, open_store, resolve_uri
+        from lvsweep.tracking.stores import check_reachable
+        from lvsweep.tracking.runs import PARENT_RUN_ENV, RunRecorder, open_store, resolve_uri
 
         if str(config.hydra.sweeper.get("_target_", "")).startswith(OPTUNA_SWEEPER):
             from hydra_plugins.lvsweep_optuna_sweeper._impl import check_settings
@@ -63,7 +63,7 @@ class MlflowSweepCallback(Callback):
         ACTIVE[:] = [self]
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        from lvsweep.tracking import PARENT_RUN_ENV, child_runs
+        from lvsweep.tracking.runs import PARENT_RUN_ENV, child_runs
 
         if self.parent is None:
             return
@@ -84,7 +84,7 @@ class MlflowSweepCallback(Callback):
 
 
     def close_lost(self, status: str, all_jobs_returned: bool) -> None:
-        from lvsweep.tracking import close_lost_children
+        from lvsweep.tracking.runs import close_lost_children
 
         assert self.parent is not None
         close_lost_children(self.parent.client, self.experiment_id, self.parent.run_id, status,

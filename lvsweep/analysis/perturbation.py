@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lvsweep.errors import LvsweepError
-from lvsweep.simulate import Orbit, integrate
+from lvsweep.systems.simulate import Orbit, integrate
 from lvsweep.systems import DynamicalSystem
 
 

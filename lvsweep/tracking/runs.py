@@ -18,7 +18,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from lvsweep.errors import LvsweepError
-from lvsweep.stores import check_reachable, creation_lock, mask_password, retry_locked, sqlite_path
+from lvsweep.tracking.stores import check_reachable, creation_lock, mask_password, retry_locked, sqlite_path
 
 logging.getLogger("mlflow").setLevel(logging.WARNING)  # store creation and migration chatter
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 
-from lvsweep.alignment import alignment_metrics, pearson, spearman
+from lvsweep.analysis.alignment import alignment_metrics, pearson, spearman
 from lvsweep.models.base import evaluating
 
 MetricSink = Callable[[Mapping[str, float], int], None]

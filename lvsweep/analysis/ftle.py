@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.integrate import solve_ivp
 
-from lvsweep.simulate import Orbit, integrate
+from lvsweep.systems.simulate import Orbit, integrate
 from lvsweep.systems import DynamicalSystem
 
 
