@@ -17,6 +17,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from lvsweep import __version__
 from lvsweep.config import register_configs, validate
 from lvsweep.errors import LvsweepError, exit_with_error
 
@@ -134,7 +135,7 @@ def print_summary(result: RunResult, run_id: str, cfg: DictConfig, out_dir: Path
 
     uri = resolve_uri(cfg.tracking.uri)
     print(
-        f"\nlvsweep · {cfg.system.name} · noise {cfg.noise.kind} {cfg.noise.level:g} · "
+        f"\nlvsweep {__version__} · {cfg.system.name} · noise {cfg.noise.kind} {cfg.noise.level:g} · "
         f"model {cfg.model.name} · seed {cfg.seed} · replicates {cfg.replicates}\n"
         f"  attention vs {measure}:  Pearson r = {m['align/pearson']:+.3f}   "
         f"Spearman ρ = {m['align/spearman']:+.3f}{spread(m, cfg.replicates)}   (anticorrelation {m[OBJECTIVE]:+.3f})\n"

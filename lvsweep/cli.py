@@ -86,6 +86,11 @@ def close_open_sweep(status: str, error: BaseException | None = None) -> None:
 
 
 def main() -> None:
+    if sys.argv[1:] in (["--version"], ["-V"]):
+        from lvsweep import __version__
+
+        print(f"lvsweep {__version__}")
+        return
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")
     sys.argv = [sys.argv[0], *expand_shorthands(sys.argv[1:])]
     from lvsweep.app import task  # heavy imports after argument handling
