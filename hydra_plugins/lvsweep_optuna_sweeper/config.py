@@ -15,6 +15,7 @@ DEFAULT_STORAGE = "sqlite:///mlruns/optuna.db"
 
 @dataclass
 class OptunaSweeperConf:
+    # The sweeper class Hydra instantiates.
     _target_: str = "hydra_plugins.lvsweep_optuna_sweeper._impl.OptunaSweeper"
     # Keep `sampler` and `params` as configs: the sweeper instantiates the sampler itself.
     _recursive_: bool = False
@@ -39,7 +40,9 @@ class OptunaSweeperConf:
     # beats) is failed by the next worker that starts or finishes a batch, and its params are
     # queued again up to max_retry times (null: no limit). heartbeat_interval null: no heartbeat.
     heartbeat_interval: Optional[int] = 60
+    # Seconds without a heartbeat after which a RUNNING trial counts as dead (null: two beats).
     grace_period: Optional[int] = None
+    # Times a dead worker's trial is queued again with the same params (null: no limit).
     max_retry: Optional[int] = 3
     # Search space in Hydra's sweep syntax: interval(...), choice(...), range(...), tag(log, ...).
     params: Dict[str, Any] = field(default_factory=dict)

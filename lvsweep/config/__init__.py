@@ -39,21 +39,29 @@ class Sensitivity(str, Enum):
 class SystemConfig:
     """Any ODE system: its parameters are a free mapping checked by the system's own module."""
 
+    # The system's registered name (picks its module in lvsweep.systems).
     name: str = MISSING
+    # One name per state variable: column names of attention.csv and figure labels.
     state_names: List[str] = MISSING
+    # The right-hand side's parameters by name; the system checks that all of its own are given.
     params: Dict[str, float] = field(default_factory=dict)
+    # The initial state, one value per state variable.
     start: List[float] = MISSING
     # Time integrated from `start` and discarded before t_start, so orbits begin on their attractor.
     transient: float = 0.0
+    # The orbit is sampled at n_steps evenly spaced times from t_start to t_end (both included).
     t_start: float = 0.0
     t_end: float = MISSING
     n_steps: int = MISSING
+    # Relative and absolute tolerances of the ODE solver.
     rtol: float = 1e-12
     atol: float = 1e-12
 
 
 @dataclass
 class NoiseConfig:
+    # Additive in state units (gaussian), additive in units of each state's spread (relative),
+    # proportional to the state (multiplicative), or none.
     kind: NoiseKind = NoiseKind.gaussian
     # Standard deviation in state units (gaussian), in units of each state's standard deviation
     # over the orbit (relative), or relative to the state (multiplicative).
@@ -62,13 +70,16 @@ class NoiseConfig:
 
 @dataclass
 class ModelConfig:
+    # The model's registered name (picks its class in lvsweep.models).
     name: str = MISSING
+    # Adam learning rate.
     lr: float = 1e-2
 
 
 @dataclass
 class LinearModelConfig(ModelConfig):
     name: str = "linear"
+    # paper: x̂_t = a_t·x̃_t; scaled: x̂_t = T·a_t·x̃_t (an ablation of the normalisation).
     form: LinearForm = LinearForm.paper
 
 
@@ -88,18 +99,24 @@ class AttentionConfig:
 @dataclass
 class MultiHeadModelConfig(ModelConfig):
     name: str = "multihead"
+    # Attention heads per layer.
     heads: int = 4
+    # Embedding width, a multiple of heads.
     width: int = 32
     # Each step attends to steps within ±window/2; null or 0 = full attention (memory grows with T²).
     window: Optional[int] = 64
+    # Dropout on attention weights (and the transformer's residual branches), in training only.
     dropout: float = 0.0
+    # How the per-step attention is read from the attention maps.
     attention: AttentionConfig = field(default_factory=AttentionConfig)
 
 
 @dataclass
 class TransformerModelConfig(MultiHeadModelConfig):
     name: str = "transformer"
+    # Encoder layers.
     layers: int = 2
+    # Width of each layer's feed-forward block.
     ff_width: int = 64
 
 
@@ -109,15 +126,21 @@ class TrainerConfig:
     epochs: int = 2000
     # Epochs per Lightning step: the loss history cadence, and what amortises framework overhead.
     log_every: int = 10
+    # Epochs between validation losses in the history.
     val_every: int = 100
+    # Epochs between alignment measurements in the history (and at the end).
     align_every: int = 100
+    # Torch threads for training.
     threads: int = 1
 
 
 @dataclass
 class PerturbConfig:
+    # Kicks at the k highest- and the k lowest-attention times.
     k: int = 10
+    # Kick size in state units, along the outward normal n̂ (with ftle: the fastest-growing direction).
     epsilon: float = 0.1
+    # Time over which each kicked orbit and its unkicked twin are integrated before comparing.
     horizon: float = 5.0
 
 
@@ -131,13 +154,18 @@ class PrcKickConfig:
 
 @dataclass
 class AnalysisConfig:
+    # The sensitivity profile attention is compared with: ∇V·n̂ (lyapunov_normal), the largest
+    # finite-time Lyapunov exponent (ftle), or auto: lyapunov_normal where the system has V, else ftle.
     sensitivity: Sensitivity = Sensitivity.auto
     # FTLE horizon τ in time units (rounded to whole sampling steps).
     ftle_horizon: float = 1.0
+    # The perturbation test: kicks at high- and low-attention times.
     perturb: PerturbConfig = field(default_factory=PerturbConfig)
+    # Write the PNG figures (into the run directory and as MLflow artifacts).
     figures: bool = True
     # Phase response curve of oscillators: prc.csv, figures/prc.png, prc/spearman.
     prc: bool = False
+    # The kicks that measure the phase response.
     prc_kick: PrcKickConfig = field(default_factory=PrcKickConfig)
     # Limit cycles: the shift is read this many cycles after the kick, once the orbit is back on the cycle.
     prc_cycles: int = 10
@@ -147,7 +175,9 @@ class AnalysisConfig:
 class TrackingConfig:
     # None: $MLFLOW_TRACKING_URI if set, else sqlite:///mlruns/mlflow.db under the launch directory.
     uri: Optional[str] = None
+    # MLflow experiment the runs go to.
     experiment: str = "lvsweep"
+    # Run name; None: "run" for a single run, the job's overrides (e.g. noise.level=2) in a multirun.
     run_name: Optional[str] = None
     # Extra tags for the run (a sweeper adds e.g. its trial number here).
     tags: Dict[str, str] = field(default_factory=dict)
@@ -155,12 +185,19 @@ class TrackingConfig:
 
 @dataclass
 class LvsweepConfig:
+    # The dynamical system and its orbit (config group `system`).
     system: SystemConfig = MISSING
+    # The observation noise (config group `noise`).
     noise: NoiseConfig = MISSING
+    # The attention model (config group `model`).
     model: ModelConfig = MISSING
+    # Training cadence (config group `trainer`).
     trainer: TrainerConfig = MISSING
+    # Sensitivity, perturbation test, figures, phase response (config group `analysis`).
     analysis: AnalysisConfig = MISSING
+    # Where runs are recorded (config group `tracking`).
     tracking: TrackingConfig = MISSING
+    # Seed of the noise draws and the model's initialisation.
     seed: int = 0
     # Independent models (own initialisation, own noise draw) trained together as one vectorised
     # model; replicate 0 uses `seed`, replicate r a seed derived from (seed, r).
