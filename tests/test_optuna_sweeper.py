@@ -18,10 +18,11 @@ from optuna.trial import TrialState
 
 from omegaconf import OmegaConf
 
-from hydra_plugins.lvsweep_optuna_sweeper._impl import (OptunaSweeper, check_settings, format_value,
-                                                     parse_search_space, to_distribution)
+from hydra_plugins.lvsweep_optuna_sweeper._search_space import format_value, parse_search_space, to_distribution
+from hydra_plugins.lvsweep_optuna_sweeper._storage import close_orphan_runs, storage_label
+from hydra_plugins.lvsweep_optuna_sweeper._study import StudySweeper
 from hydra_plugins.lvsweep_optuna_sweeper.config import OptunaSweeperConf
-from hydra_plugins.lvsweep_optuna_sweeper.storage import close_orphan_runs, storage_label
+from hydra_plugins.lvsweep_optuna_sweeper.lvsweep_optuna_sweeper import check_settings
 from lvsweep.errors import LvsweepError
 from tests.conftest import run_cli, start_cli, store_uri
 
@@ -183,7 +184,7 @@ def test_study_is_tracked_then_continued_by_two_parallel_workers(tmp_path):
 
 def test_failed_trial_is_recorded_and_multi_objective_study_keeps_pairs(tmp_path):
     # A brute-force sampler over a choice that includes an invalid learning rate tries each value once.
-    proc = run_cli(tmp_path, "-m", "hydra/sweeper=optuna", "hydra.sweeper.study_name=mo",
+    proc = run_cli(tmp_path, "-m", "hydra/sweeper=lvsweep_optuna", "hydra.sweeper.study_name=mo",
                    "hydra.sweeper.n_trials=5", "hydra.sweeper.sampler._target_=optuna.samplers.BruteForceSampler",
                    "hydra.sweeper.direction=[maximize,minimize]", f"objectives=[{OBJECTIVE},val/loss]",
                    "model.lr=choice(-1,0.01,0.02)", *QUICK)
@@ -219,7 +220,7 @@ def test_bad_stopping_and_fault_settings_name_their_field(kwargs, field, message
     settings = {"direction": "maximize", "storage": None, "study_name": None, "n_trials": 5, "n_jobs": 1,
                 "sampler": {}, "params": {}, **kwargs}
     with pytest.raises(LvsweepError, match=message) as err:
-        OptunaSweeper(**settings)
+        StudySweeper(**settings)
     assert err.value.field == field
 
 

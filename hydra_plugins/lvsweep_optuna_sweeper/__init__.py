@@ -1,7 +1,8 @@
-"""A Hydra sweeper on optuna >= 4: persistent, resumable, parallel, tracked in MLflow.
+"""A Hydra sweeper on optuna >= 4 (`hydra/sweeper=lvsweep_optuna`): persistent, resumable, parallel,
+tracked in MLflow.
 
-Hydra imports only public modules of `hydra_plugins`, so the sweeper class is re-exported here.
+- `config`: the settings' schema, registered with Hydra.
+- `lvsweep_optuna_sweeper`: the facade Hydra instantiates, and `check_settings`.
+- `_search_space`, `_study`, `_storage`, `_tracking`: the search space, the ask–launch–tell loop,
+  the study's database with heartbeats and recovery, and the study's record in MLflow.
 """
-from hydra_plugins.lvsweep_optuna_sweeper._impl import OptunaSweeper
-
-__all__ = ["OptunaSweeper"]

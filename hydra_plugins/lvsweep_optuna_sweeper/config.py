@@ -1,4 +1,4 @@
-"""The sweeper's config schema, registered as `hydra/sweeper: optuna`.
+"""The sweeper's config schema, registered as `hydra/sweeper: lvsweep_optuna`.
 
 Field names follow the upstream hydra-optuna-sweeper so its configs and habits carry over; the
 sampler stays a plain `_target_` mapping (not instantiated by Hydra) because the sweeper builds a
@@ -16,7 +16,7 @@ DEFAULT_STORAGE = "sqlite:///mlruns/optuna.db"
 @dataclass
 class OptunaSweeperConf:
     # The sweeper class Hydra instantiates.
-    _target_: str = "hydra_plugins.lvsweep_optuna_sweeper._impl.OptunaSweeper"
+    _target_: str = "hydra_plugins.lvsweep_optuna_sweeper.lvsweep_optuna_sweeper.LvsweepOptunaSweeper"
     # Keep `sampler` and `params` as configs: the sweeper instantiates the sampler itself.
     _recursive_: bool = False
     # "maximize" / "minimize", or a list of them (one per entry of `objectives`) for multi-objective.
@@ -48,5 +48,5 @@ class OptunaSweeperConf:
     params: Dict[str, Any] = field(default_factory=dict)
 
 
-ConfigStore.instance().store(group="hydra/sweeper", name="optuna", node=OptunaSweeperConf,
+ConfigStore.instance().store(group="hydra/sweeper", name="lvsweep_optuna", node=OptunaSweeperConf,
                              provider="lvsweep_optuna_sweeper")

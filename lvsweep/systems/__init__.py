@@ -1,21 +1,25 @@
-"""System registry: a new system is one module here plus one YAML file in conf/system/."""
+"""The systems and their registry: a new system is one module here plus one YAML file in conf/system/.
+
+Every module of this package is imported here, and every concrete `DynamicalSystem` subclass
+registers itself under its `name` (see `DynamicalSystem.__init_subclass__`), so nothing else needs
+editing when a system is added; the tests' tables are built from `SYSTEMS` too.
+"""
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from typing import Any, Sequence
 
 import numpy as np
 
 from lvsweep.errors import LvsweepError
-from lvsweep.systems.base import DynamicalSystem
-from lvsweep.systems.competitive_lv import CompetitiveLV
-from lvsweep.systems.goodwin import Goodwin
-from lvsweep.systems.lorenz import Lorenz
-from lvsweep.systems.lotka_volterra import LotkaVolterra
-from lvsweep.systems.rossler import Rossler
-from lvsweep.systems.van_der_pol import VanDerPol
+from lvsweep.systems.base import REGISTRY, DynamicalSystem
 
-SYSTEMS: dict[str, type[DynamicalSystem]] = {
-    cls.name: cls for cls in (LotkaVolterra, CompetitiveLV, VanDerPol, Rossler, Lorenz, Goodwin)}
+for _module in pkgutil.iter_modules(__path__):
+    if _module.name not in ("base", "simulate"):
+        importlib.import_module(f"{__name__}.{_module.name}")
+
+SYSTEMS: dict[str, type[DynamicalSystem]] = dict(sorted(REGISTRY.items()))
 
 
 def make_system(cfg: Any) -> DynamicalSystem:

@@ -20,8 +20,36 @@ def matrix(rows: Sequence[Sequence[np.ndarray | float]], shape: tuple[int, ...])
                      for row in rows], axis=-2)
 
 
+REGISTRY: dict[str, type[DynamicalSystem]] = {}
+
+
 class DynamicalSystem(ABC):
-    """An autonomous ODE x' = f(x) with named states and named parameters."""
+    """An autonomous ODE x' = f(x) with named states and named parameters.
+
+    Adding a system touches two files:
+
+    1. A module in `lvsweep/systems/` with one subclass that sets
+       - `name`: the option name, the same as its YAML file's stem;
+       - `param_names`: the parameter names the YAML's `params` must give, in order;
+       - optionally `cycle` ("limit_cycle", "centre" or None) and `conserved`;
+       and implements
+       - `rhs(x[..., d]) -> [..., d]` and `jacobian(x[..., d]) -> [..., d, d]`, vectorised over
+         leading axes (the state is the last axis);
+       - optionally `check_state` (admissible states), `lyapunov` and `lyapunov_grad` (then the
+         analytic `lyapunov_normal` sensitivity applies), `equilibrium` (reference lines in figures).
+       The subclass registers itself when its module is imported; the package imports every module.
+    2. `conf/system/<name>.yaml`: `defaults: [base_system, _self_]`, then `name`, `state_names`,
+       `params`, `start`, the time grid (`t_end`, `n_steps`, optionally `transient`, `t_start`) and,
+       for a stiff system, the integration method.
+
+    The test tables iterate over every registered system, so the new one is checked for a finite
+    Jacobian that matches finite differences, a bounded orbit and a working sensitivity measure.
+    """
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        if "name" in cls.__dict__:  # a concrete system names itself; helper bases do not
+            REGISTRY[cls.name] = cls
 
     name: ClassVar[str]
     param_names: ClassVar[tuple[str, ...]]

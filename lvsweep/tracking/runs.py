@@ -86,6 +86,20 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+def write_batch(client: MlflowClient, run_id: str, *, params: Optional[Mapping[str, Any]] = None,
+                metrics: Optional[Mapping[str, float] | list[Metric]] = None,
+                tags: Optional[Mapping[str, str]] = None, step: int = 0) -> None:
+    """One `log_batch` of params, metrics and tags: every write to a SQLite store costs about the
+    same whatever its size, so everything lvsweep writes goes through here, retried while locked."""
+    if isinstance(metrics, Mapping):
+        now = int(time.time() * 1000)
+        metrics = [Metric(k, float(v), now, step) for k, v in metrics.items()]
+    if params or metrics or tags:
+        retry_locked(client.log_batch, run_id, metrics=list(metrics or []),
+                     params=[Param(k, str(v)) for k, v in (params or {}).items()],
+                     tags=[RunTag(k, str(v)) for k, v in (tags or {}).items()])
+
+
 class RunRecorder:
     """One MLflow run: params once, metrics buffered, artifacts and a terminal status at the end."""
 
@@ -102,11 +116,10 @@ class RunRecorder:
         self._last_flush = time.monotonic()
 
     def log_params(self, params: Mapping[str, Any]) -> None:
-        retry_locked(self.client.log_batch, self.run_id, params=[Param(k, str(v)) for k, v in params.items()])
+        write_batch(self.client, self.run_id, params=params)
 
     def log_tags(self, tags: Mapping[str, str]) -> None:
-        if tags:
-            retry_locked(self.client.log_batch, self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+        write_batch(self.client, self.run_id, tags=tags)
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
         now = int(time.time() * 1000)
@@ -116,7 +129,7 @@ class RunRecorder:
 
     def flush(self) -> None:
         if self._pending:
-            retry_locked(self.client.log_batch, self.run_id, metrics=self._pending)
+            write_batch(self.client, self.run_id, metrics=self._pending)
             self._pending = []
         self._last_flush = time.monotonic()
 
@@ -137,8 +150,8 @@ class RunRecorder:
 
 def close_run(client: MlflowClient, run_id: str, status: str, reason: str) -> None:
     """End a run as FAILED or KILLED with the reason where the UI shows it."""
-    retry_locked(client.log_batch, run_id, tags=[RunTag(ERROR_TAG, reason[:5000]),
-                                                 RunTag("mlflow.note.content", f"{status.title()}: {reason}"[:5000])])
+    write_batch(client, run_id, tags={ERROR_TAG: reason[:5000],
+                                      "mlflow.note.content": f"{status.title()}: {reason}"[:5000]})
     retry_locked(client.set_terminated, run_id, status=status)
 
 

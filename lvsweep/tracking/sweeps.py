@@ -47,7 +47,7 @@ class MlflowSweepCallback(Callback):
         from lvsweep.tracking.runs import PARENT_RUN_ENV, RunRecorder, open_store, resolve_uri
 
         if str(config.hydra.sweeper.get("_target_", "")).startswith(OPTUNA_SWEEPER):
-            from hydra_plugins.lvsweep_optuna_sweeper._impl import check_settings
+            from hydra_plugins.lvsweep_optuna_sweeper.lvsweep_optuna_sweeper import check_settings
 
             check_settings(config)  # Hydra builds the sweeper only after this callback
         storage = config.hydra.sweeper.get("storage")  # a database-backed sweeper's study

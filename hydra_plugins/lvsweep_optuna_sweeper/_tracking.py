@@ -1,0 +1,129 @@
+"""Tracking of the study itself: its summary and figures on the sweep's MLflow parent run."""
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Optional, Sequence
+
+import matplotlib
+import numpy as np
+import optuna
+from mlflow.tracking import MlflowClient
+from omegaconf import DictConfig
+from optuna.trial import TrialState
+
+from hydra_plugins.lvsweep_optuna_sweeper._storage import storage_label
+from lvsweep.tracking.runs import PARENT_RUN_ENV, open_store, resolve_uri, write_batch
+
+
+@dataclass
+class StudySummary:
+    text: str
+    params: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+def study_summary(study: optuna.Study, objectives: Sequence[str]) -> StudySummary:
+    """The study's best (over every invocation and worker) as text and as MLflow params/metrics/tags."""
+    trials = study.get_trials(deepcopy=False)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    failed = sum(t.state == TrialState.FAIL for t in trials)
+    head = f"optuna study '{study.study_name}': {len(trials)} trial(s), {len(complete)} complete, {failed} failed"
+    tags = {"optuna_n_trials": str(len(trials)), "optuna_n_complete": str(len(complete))}
+    if not complete:
+        return StudySummary(head + "; no complete trial yet", tags=tags)
+    if len(study.directions) == 1:
+        best = study.best_trial
+        shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in best.params.items())
+        tags["optuna_best_trial"] = str(best.number)
+        return StudySummary(f"{head}\n  best {objectives[0]} = {best.value:.4g} (trial {best.number}): {shown}",
+                            {f"best.{k}": v for k, v in best.params.items()},
+                            {f"best/{objectives[0]}": float(best.value)}, tags)
+    front = study.best_trials
+    metrics = {}
+    for i, (name, direction) in enumerate(zip(objectives, study.directions)):
+        pick = max if direction.name == "MAXIMIZE" else min
+        metrics[f"best/{name}"] = float(pick(t.values[i] for t in front))
+    tags["optuna_pareto_trials"] = ",".join(str(t.number) for t in front)
+    lines = [f"  trial {t.number}: " + ", ".join(f"{n} {v:.4g}" for n, v in zip(objectives, t.values))
+             for t in front]
+    return StudySummary(f"{head}\n  Pareto front ({len(front)} trial(s)):\n" + "\n".join(lines),
+                        metrics=metrics, tags=tags)
+
+
+def study_figures(study: optuna.Study, objectives: Sequence[str], out_dir: Path) -> list[Path]:
+    """Optuna's matplotlib plots of the study as PNGs; a plot optuna cannot draw yet is skipped."""
+    import matplotlib.pyplot as plt
+    from optuna.visualization import matplotlib as plots
+
+    matplotlib.use("Agg")
+    multi = len(study.directions) > 1
+    target: Optional[Callable[[Any], float]] = (lambda t: t.values[0]) if multi else None
+    named = {"target": target, "target_name": objectives[0]}
+    names = list(dict.fromkeys(n for t in study.get_trials(deepcopy=False) for n in t.params))
+    makers: dict[str, Callable[[], Any]] = {
+        "param_importances": lambda: plots.plot_param_importances(study, **named),
+        "slice": lambda: plots.plot_slice(study, **named),
+    }
+    if multi:
+        makers["pareto_front"] = lambda: plots.plot_pareto_front(study, target_names=list(objectives))
+    else:
+        makers["optimization_history"] = lambda: plots.plot_optimization_history(study, target_name=objectives[0])
+    if len(names) >= 2:
+        makers["contour"] = lambda: plots.plot_contour(study, params=names[:2], **named)
+    written = []
+    for name, make in makers.items():
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # optuna marks its matplotlib backend experimental
+                axes = make()
+            fig = np.asarray(axes).ravel()[0].figure
+            path = out_dir / f"{name}.png"
+            fig.savefig(path, dpi=100, bbox_inches="tight")
+            written.append(path)
+        except Exception as exc:  # e.g. importances need two complete trials with distinct params
+            print(f"  figure {name} skipped: {type(exc).__name__}: {exc}")
+        finally:
+            plt.close("all")
+    return written
+
+
+class ParentRun:
+    """The sweep's MLflow parent run (opened by the sweep callback), if there is one."""
+
+    def __init__(self, client: Optional[MlflowClient], experiment_id: Optional[str], run_id: Optional[str]) -> None:
+        self.client = client
+        self.experiment_id = experiment_id
+        self.run_id = run_id
+
+    @classmethod
+    def find(cls, config: Optional[DictConfig]) -> ParentRun:
+        """The parent run if the sweep callback opened one; the store in any case, where the
+        sweeper closes runs that dead workers left open."""
+        if config is None:
+            return cls(None, None, None)
+        client, experiment_id = open_store(resolve_uri(config.tracking.uri), config.tracking.experiment)
+        return cls(client, experiment_id, os.environ.get(PARENT_RUN_ENV))
+
+    def describe(self, study: optuna.Study, storage: Optional[str], sampler_cfg: Mapping[str, Any]) -> None:
+        self._log(tags={"optuna_study": study.study_name,
+                        "optuna_storage": storage_label(storage),
+                        "optuna_directions": ",".join(d.name.lower() for d in study.directions),
+                        "optuna_sampler": str(sampler_cfg.get("_target_"))})
+
+    def record(self, summary: StudySummary, study: optuna.Study, objectives: Sequence[str]) -> None:
+        if self.run_id is None:
+            return
+        self._log(params=summary.params, metrics=summary.metrics, tags=summary.tags)
+        with tempfile.TemporaryDirectory() as tmp:
+            for path in study_figures(study, objectives, Path(tmp)):
+                self.client.log_artifact(self.run_id, str(path), artifact_path="figures")
+
+    def _log(self, params: Optional[Mapping[str, Any]] = None, metrics: Optional[Mapping[str, float]] = None,
+             tags: Optional[Mapping[str, str]] = None) -> None:
+        if self.run_id is not None:
+            write_batch(self.client, self.run_id, params=params, metrics=metrics, tags=tags)
