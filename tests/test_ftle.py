@@ -53,8 +53,9 @@ def test_lorenz_largest_exponent_matches_published_value_and_spectrum_sums_to_th
     AVX2/FMA plus OpenBLAS Nehalem kernels, OpenBLAS Haswell kernels): mean λ1 0.9020, std 0.0037,
     min 0.8976, max 0.9104, worst deviation 0.0080 (0.9 %) -> 3 % is 3.4x that. Mean λ2 worst
     0.0036 (bound 0.015); |Σλ/trace − 1| ≤ 1e-8. One orbit of the ensemble: λ1 std 0.088.
-    A wrong Jacobian entry puts the flow direction's exponent (λ2) well off 0 and breaks the trace
-    sum if it is on the diagonal; the 3 % band catches a λ1 off by 0.03 or more.
+    A wrong Jacobian entry (measured with this ensemble): J[0][1] = 0.95σ gives λ1 −20 % and λ2 0.044,
+    J[2][1] = 1.05x gives λ1 +35 % and λ2 −0.32; a diagonal one also breaks the trace sum. The 3 %
+    band catches a λ1 off by 0.03 or more.
     """
     system, spectra = ensemble_exponents(LORENZ)
     mean = spectra.mean(axis=0)
