@@ -381,6 +381,24 @@ def check_settings(config: DictConfig) -> None:
     sweeper = OptunaSweeper(**{k: v for k, v in settings.items() if not str(k).startswith("_")})
     sweeper.objective_names(config)
     parse_search_space(sweeper.params, list(config.hydra.overrides.task))
+    check_sampler(sweeper.sampler_cfg)
+
+
+def check_sampler(cfg: Mapping[str, Any]) -> None:
+    """Build the sampler once before anything is recorded: a wrong `_target_`, argument or seed is
+    then one line naming `hydra.sweeper.sampler`, not an instantiation error after the sweep opened."""
+    target = cfg.get("_target_")
+    if not isinstance(target, str) or not target:
+        raise LvsweepError("hydra.sweeper.sampler._target_", "must name an optuna sampler class, "
+                                                             "e.g. optuna.samplers.TPESampler")
+    try:
+        make_sampler(cfg)
+    except Exception as exc:
+        inner: BaseException = exc
+        while inner.__cause__ is not None:  # Hydra wraps the sampler's own error
+            inner = inner.__cause__
+        why = " ".join(str(inner).split()) or type(inner).__name__
+        raise LvsweepError("hydra.sweeper.sampler", f"cannot build {target}: {why}") from exc
 
 
 def _plain(node: Any) -> dict[str, Any]:
