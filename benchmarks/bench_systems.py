@@ -11,11 +11,10 @@ import statistics
 import time
 
 import numpy as np
-from scipy.integrate import solve_ivp
 
 from lvsweep.app import compose_config
 from lvsweep.analysis.ftle import orbit_stability
-from lvsweep.systems.simulate import simulate
+from lvsweep.systems.simulate import DEFAULT_SOLVER, simulate, solve
 from lvsweep.systems import DynamicalSystem, make_system
 
 
@@ -28,8 +27,8 @@ def naive_ftle(system: DynamicalSystem, x: np.ndarray, horizon: float, rtol: flo
 
     out = []
     for x0 in x:
-        y = solve_ivp(f, (0.0, horizon), np.concatenate([x0, np.eye(d).ravel()]), method="DOP853",
-                      rtol=rtol, atol=atol).y[:, -1]
+        y = solve(system, f, (0.0, horizon), np.concatenate([x0, np.eye(d).ravel()]), d + d * d, DEFAULT_SOLVER,
+                  rtol, atol).y[:, -1]
         out.append(np.log(np.linalg.svd(y[d:].reshape(d, d), compute_uv=False)[0]) / horizon)
     return np.array(out)
 

@@ -18,7 +18,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from lvsweep import __version__
-from lvsweep.config import register_configs, validate
+from lvsweep.config import CONF_MODULE, register_configs, validate
 from lvsweep.errors import LvsweepError, exit_with_error
 
 if TYPE_CHECKING:
@@ -26,9 +26,6 @@ if TYPE_CHECKING:
     from lvsweep.tracking.runs import RunRecorder
 
 OBJECTIVE = "align/anticorrelation"
-# The configs travel inside the package (the repository's top-level conf/ is mapped to lvsweep.conf),
-# so an installed wheel finds them wherever it is run from.
-CONF_MODULE = "lvsweep.conf"
 
 register_configs()
 
@@ -65,6 +62,11 @@ def run_job(cfg: DictConfig) -> float:
 
         parent = os.environ.get(PARENT_RUN_ENV) if multirun else None
         recorder = open_run(plain, run_name(cfg, multirun), parent)
+        # The orbit first (cached for the pipeline): an ODE that blows up or exceeds its bounds fails
+        # before seconds of torch imports.
+        from lvsweep.simulate import simulate
+
+        simulate(plain.system)
         # Imported only now: a bad value or an unreachable store is reported before seconds of torch imports.
         from lvsweep.pipeline import run_experiment
 

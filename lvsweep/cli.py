@@ -7,6 +7,7 @@ one line that names the field and the allowed values.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from typing import Any, Sequence
 
@@ -16,6 +17,9 @@ from hydra.errors import HydraException, MissingConfigException, OverrideParseEx
 from omegaconf.errors import OmegaConfBaseException
 
 from lvsweep.errors import LvsweepError, exit_with_error
+
+# Schema class names (LvsweepConfig, TrainerConfig, ...) mean nothing to a user.
+INTERNAL_CLASS = re.compile(r"'?\b[A-Z][A-Za-z]*Config\b'?")
 
 # `noise=<number or numeric sweep>` sets the level; `noise=<name>` still selects the noise kind.
 SHORTHANDS = {"noise": "noise.level"}
@@ -63,15 +67,25 @@ def one_line(exc: BaseException) -> str:
     if isinstance(exc, MissingConfigException):
         group, _, name = (exc.missing_cfg_file or "").rpartition("/")
         return f"{group or 'config'}: unknown option '{name}'; allowed: {_options(exc.options)}"
-    cause = exc.__cause__
+    cause = exc.__cause__ if isinstance(exc.__cause__, OmegaConfBaseException) else exc
     if isinstance(cause, OmegaConfBaseException):
-        key = getattr(cause, "full_key", None) or "config"
-        msg = str(cause).splitlines()[0]
-        parent = getattr(cause, "parent_node", None)
-        if "not in" in msg and parent is not None and hasattr(parent, "keys"):
-            msg += f"; allowed: {', '.join(str(k) for k in parent.keys())}"
-        return f"{key}: {msg}"
+        return omegaconf_line(cause)
     return " ".join(str(exc).split())
+
+
+def omegaconf_line(error: OmegaConfBaseException) -> str:
+    """OmegaConf's first line names its schema classes ("Key 'x' not in 'TrainerConfig'"); an
+    unknown key is said in the user's terms instead, with the nearest known key."""
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError
+
+    key = getattr(error, "full_key", None) or "config"
+    parent = getattr(error, "parent_node", None)
+    if isinstance(error, (ConfigKeyError, ConfigAttributeError)) and parent is not None and hasattr(parent, "keys"):
+        from lvsweep.config import unknown_key_problem
+
+        return f"{key}: {unknown_key_problem(key, [str(k) for k in parent.keys() if k != 'hydra' and not str(k).startswith('_')])}"
+    msg = " ".join(str(error).splitlines()[0].split())
+    return f"{key}: {INTERNAL_CLASS.sub('the config', msg)}"
 
 
 def close_open_sweep(status: str, error: BaseException | None = None) -> None:
@@ -85,11 +99,21 @@ def close_open_sweep(status: str, error: BaseException | None = None) -> None:
         ACTIVE.clear()
 
 
+def wants_help(args: Sequence[str]) -> bool:
+    """`--help`/`-h` get lvsweep's own page; `--hydra-help` still reaches Hydra."""
+    return any(a in ("--help", "-h") for a in args)
+
+
 def main() -> None:
     if sys.argv[1:] in (["--version"], ["-V"]):
         from lvsweep import __version__
 
         print(f"lvsweep {__version__}")
+        return
+    if wants_help(sys.argv[1:]):
+        from lvsweep.help import help_text
+
+        print(help_text())
         return
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")
     sys.argv = [sys.argv[0], *expand_shorthands(sys.argv[1:])]

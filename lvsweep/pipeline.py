@@ -25,7 +25,7 @@ from lvsweep.analysis.perturbation import perturbation_test
 from lvsweep.analysis.prc import phase_response, prc_alignment, state_index, write_prc_csv
 from lvsweep.analysis.reconstruction import reconstruction_metrics
 from lvsweep.analysis.sensitivity import measure_sensitivity
-from lvsweep.systems.simulate import Orbit, simulate
+from lvsweep.systems.simulate import Orbit, Solver, simulate
 from lvsweep.systems import DynamicalSystem, make_system
 from lvsweep.training.trainer import fit
 
@@ -40,8 +40,9 @@ class RunResult:
 def run_experiment(cfg: Any, sink: MetricSink, out_dir: Path) -> RunResult:
     system = make_system(cfg.system)
     orbit = simulate(cfg.system)
+    solver = Solver.of(cfg.system)  # every later solve runs with the method and bounds of the orbit's
     report = measure_sensitivity(cfg.analysis.sensitivity, system, orbit, cfg.analysis.ftle_horizon,
-                                 cfg.system.rtol, cfg.system.atol)
+                                 cfg.system.rtol, cfg.system.atol, solver)
     profile = report.profile
     sink(report.metrics, 0)
     seeds = [replicate_seed(cfg.seed, r) for r in range(cfg.replicates)]
@@ -69,7 +70,7 @@ def run_experiment(cfg: Any, sink: MetricSink, out_dir: Path) -> RunResult:
     sink({**recon, **controls}, model.epochs_done)
     p = cfg.analysis.perturb
     pert = perturbation_test(system, orbit, profile.normals, attention, p.k, p.epsilon, p.horizon,
-                             cfg.system.rtol, cfg.system.atol)
+                             cfg.system.rtol, cfg.system.atol, solver=solver)
     sink({"perturb/low_over_high": pert.low_over_high}, model.epochs_done)
     metrics = {**losses.final, **recon, **align.final, **controls, "perturb/low_over_high": pert.low_over_high,
                **report.metrics}
@@ -100,7 +101,7 @@ def phase_response_analysis(cfg: Any, system: DynamicalSystem, orbit: Orbit, att
     """The oscillator's PRC, its alignment with attention, and its CSV and figure."""
     k = cfg.analysis.prc_kick
     response = phase_response(system, orbit, state_index(str(k.state), system.state_names), k.epsilon,
-                              cfg.analysis.prc_cycles, cfg.system.rtol, cfg.system.atol)
+                              cfg.analysis.prc_cycles, cfg.system.rtol, cfg.system.atol, solver=Solver.of(cfg.system))
     metrics = prc_alignment(response, orbit.t, attention)
     artifacts = [write_prc_csv(out_dir / "prc.csv", response, system.state_names)]
     if cfg.analysis.figures:

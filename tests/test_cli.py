@@ -104,7 +104,7 @@ def test_noise_shorthand_keeps_kind_selection_and_direct_level(tmp_path):
 
 @pytest.mark.parametrize("override, message", [
     ("noise=foo", "noise: unknown option 'foo'; allowed: gaussian, multiplicative, none, relative"),
-    ("noise.levl=3", "noise.levl: Key 'levl' not in 'NoiseConfig'; allowed: kind, level"),
+    ("noise.levl=3", "noise.levl: unknown key; did you mean noise.level? keys of noise: kind, level"),
     ("noise.level=-1", "noise.level: must be a finite number >= 0"),
     ("model.lr=0", "model.lr: must be a finite number > 0"),
     ("trainer.epochs=0", "trainer.epochs: must be an integer >= 1"),
@@ -118,6 +118,23 @@ def test_bad_input_fails_fast_with_one_line_naming_the_field(tmp_path, override,
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"lvsweep: error: {message}")
     assert not (tmp_path / "mlruns").exists() or not runs(tmp_path)  # rejected before any work
+
+
+def test_help_is_lvsweeps_own_and_lists_the_options_in_conf(tmp_path):
+    proc = run_cli(tmp_path, "--help")
+    assert proc.returncode == 0 and proc.stderr == ""
+    out = proc.stdout
+    assert "powered by Hydra" not in out and "base_" not in out
+    conf = Path(__file__).resolve().parent.parent / "conf"
+    for path in [*conf.glob("system/*.yaml"), *conf.glob("experiment/*.yaml"), *conf.glob("model/*.yaml")]:
+        assert path.stem in out  # read from conf/ at run time: a new option shows up by itself
+    for needle in ("-m noise=0,1,2,4", "search=optuna", "experiment=", "python -m lvsweep.report",
+                   "mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db", "outputs/", "mlruns/mlflow.db",
+                   "system.method"):
+        assert needle in out, needle
+    assert not (tmp_path / "outputs").exists() and not (tmp_path / "mlruns").exists()
+    hydra_help = run_cli(tmp_path, "--hydra-help")
+    assert hydra_help.returncode == 0 and "Hydra" in hydra_help.stdout
 
 
 @pytest.mark.parametrize("override, message", [

@@ -53,6 +53,23 @@ def make_sampler(cfg: Mapping[str, Any], trial_number: Optional[int] = None) -> 
         return instantiate(cfg, **kwargs)
 
 
+def check_sampler(cfg: Mapping[str, Any]) -> None:
+    """Build the sampler once before anything is recorded: a wrong `_target_`, argument or seed is
+    then one line naming `hydra.sweeper.sampler`, not an instantiation error after the sweep opened."""
+    target = cfg.get("_target_")
+    if not isinstance(target, str) or not target:
+        raise LvsweepError("hydra.sweeper.sampler._target_", "must name an optuna sampler class, "
+                                                             "e.g. optuna.samplers.TPESampler")
+    try:
+        make_sampler(cfg)
+    except Exception as exc:
+        inner: BaseException = exc
+        while inner.__cause__ is not None:  # Hydra wraps the sampler's own error
+            inner = inner.__cause__
+        why = " ".join(str(inner).split()) or type(inner).__name__
+        raise LvsweepError("hydra.sweeper.sampler", f"cannot build {target}: {why}") from exc
+
+
 def job_outcome(ret: JobReturn, n_values: int) -> tuple[Optional[list[float]], str]:
     """(values, "") for a usable result, else (None, why the trial failed)."""
     try:
@@ -124,6 +141,7 @@ class StudySweeper:
         and the search space (the constructor has checked the settings themselves)."""
         self.objective_names(config)
         parse_search_space(self.params, list(config.hydra.overrides.task))
+        check_sampler(self.sampler_cfg)
 
     def sweep(self, arguments: list[str]) -> optuna.Study:
         space = parse_search_space(self.params, arguments)

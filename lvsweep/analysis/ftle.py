@@ -12,14 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.integrate import solve_ivp
-
-from lvsweep.systems.simulate import Orbit, integrate
+from lvsweep.systems.simulate import DEFAULT_SOLVER, Orbit, Solver, describe_params, integrate, solve
+from lvsweep.errors import LvsweepError
 from lvsweep.systems import DynamicalSystem
 
 
 def step_propagators(system: DynamicalSystem, x: np.ndarray, dt: float, rtol: float = 1e-10,
-                     atol: float = 1e-10) -> np.ndarray:
+                     atol: float = 1e-10, solver: Solver = DEFAULT_SOLVER) -> np.ndarray:
     """Φ(dt) started at every state of `x[N, d]`, in one solve of the state [N, d + d²]; returns [N, d, d]."""
     n, d = x.shape
 
@@ -29,7 +28,11 @@ def step_propagators(system: DynamicalSystem, x: np.ndarray, dt: float, rtol: fl
         return np.concatenate([system.rhs(state), (system.jacobian(state) @ phi).reshape(n, d * d)], axis=1).ravel()
 
     y0 = np.concatenate([x, np.broadcast_to(np.eye(d).ravel(), (n, d * d))], axis=1)
-    sol = solve_ivp(f, (0.0, dt), y0.ravel(), method="DOP853", t_eval=[dt], rtol=rtol, atol=atol)
+    sol = solve(system, f, (0.0, dt), y0.ravel(), d + d * d, solver, rtol, atol, t_eval=[dt])
+    if sol.status != 0 or not np.all(np.isfinite(sol.y)):
+        raise LvsweepError("analysis.ftle_horizon", f"the variational equations of {system.name} with "
+                                                    f"{describe_params(system)} could not be integrated over one "
+                                                    f"sampling step: {sol.message}")
     return sol.y[:, -1].reshape(n, d + d * d)[:, d:].reshape(n, d, d)
 
 
@@ -116,14 +119,14 @@ class OrbitStability:
 
 
 def orbit_stability(system: DynamicalSystem, orbit: Orbit, horizon: float, rtol: float = 1e-10,
-                    atol: float = 1e-10) -> OrbitStability:
+                    atol: float = 1e-10, solver: Solver = DEFAULT_SOLVER) -> OrbitStability:
     """FTLE at every sample (the orbit is continued past its end to cover the last horizon) and the
     Lyapunov spectrum of the orbit itself."""
     dt = float(orbit.t[1] - orbit.t[0])
     m = max(1, int(round(horizon / dt)))
     x = orbit.x
     if m > 1:
-        tail = integrate(system, x[-1], orbit.t[-1] + dt * np.arange(m), rtol, atol)[0]
+        tail = integrate(system, x[-1], orbit.t[-1] + dt * np.arange(m), rtol, atol, solver)[0]
         x = np.concatenate([x, tail[1:]])
-    props = step_propagators(system, x, dt, rtol, atol)
+    props = step_propagators(system, x, dt, rtol, atol, solver)
     return OrbitStability(windowed_ftle(props, m, dt), lyapunov_spectrum(props[:len(orbit.t) - 1], dt))

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lvsweep.errors import LvsweepError
-from lvsweep.systems.simulate import Orbit, integrate
+from lvsweep.systems.simulate import DEFAULT_SOLVER, Orbit, Solver, integrate
 from lvsweep.systems import DynamicalSystem
 
 
@@ -36,7 +36,7 @@ def extreme_indices(attention: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarr
 
 def perturbation_test(system: DynamicalSystem, orbit: Orbit, normals: np.ndarray, attention: np.ndarray,
                       k: int, epsilon: float, horizon: float, rtol: float, atol: float,
-                      n_points: int = 101) -> PerturbationResult:
+                      n_points: int = 101, solver: Solver = DEFAULT_SOLVER) -> PerturbationResult:
     high, low = extreme_indices(attention, k)
     idx = np.concatenate([high, low])
     base = orbit.x[idx]
@@ -45,6 +45,6 @@ def perturbation_test(system: DynamicalSystem, orbit: Orbit, normals: np.ndarray
     if problem:
         raise LvsweepError("analysis.perturb.epsilon", f"a kick of {epsilon:g} leaves the state space ({problem})")
     t = np.linspace(0.0, horizon, n_points)
-    paths = integrate(system, np.concatenate([base, kicked]), t, rtol, atol)
+    paths = integrate(system, np.concatenate([base, kicked]), t, rtol, atol, solver)
     deviation = np.linalg.norm(paths[len(idx):] - paths[: len(idx)], axis=-1)
     return PerturbationResult(high, low, t, deviation[:k], deviation[k:])

@@ -26,7 +26,7 @@ import numpy as np
 
 from lvsweep.analysis.alignment import spearman
 from lvsweep.errors import LvsweepError
-from lvsweep.systems.simulate import Orbit, integrate
+from lvsweep.systems.simulate import DEFAULT_SOLVER, Orbit, Solver, integrate
 from lvsweep.systems import DynamicalSystem
 
 SAMPLES_PER_PERIOD = 400
@@ -101,7 +101,7 @@ def write_prc_csv(path: Path, response: PhaseResponse, names: tuple[str, ...]) -
 
 
 def phase_response(system: DynamicalSystem, orbit: Orbit, state: int, epsilon: float, cycles: int,
-                   rtol: float, atol: float, cycle_index: int = 0) -> PhaseResponse:
+                   rtol: float, atol: float, cycle_index: int = 0, solver: Solver = DEFAULT_SOLVER) -> PhaseResponse:
     """Kick the orbit's samples of cycle number `cycle_index` (0: the first whole cycle) by
     `epsilon`·(range of the state) and measure their phase shifts."""
     period, crossings = orbit_period(orbit)
@@ -119,7 +119,7 @@ def phase_response(system: DynamicalSystem, orbit: Orbit, state: int, epsilon: f
     centre = system.cycle == "centre"
     read_at = 1 if centre else cycles
     t = np.linspace(0.0, (read_at + 2.5) * period, int((read_at + 2.5) * SAMPLES_PER_PERIOD) + 1)
-    paths = integrate(system, np.concatenate([base, kicked]), t, rtol, atol)[..., 0]
+    paths = integrate(system, np.concatenate([base, kicked]), t, rtol, atol, solver)[..., 0]
     level = section_level(orbit)
     k = len(idx)
     # The twin's crossing number `read_at` after the kick; each twin starts at its own phase.

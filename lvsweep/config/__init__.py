@@ -6,15 +6,31 @@ field it is about.
 """
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import math
+from pathlib import Path
+import typing
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig
 
 from lvsweep.errors import LvsweepError
+
+# The configs travel inside the package (the repository's top-level conf/ is mapped to
+# lvsweep.conf), so an installed wheel finds them wherever it is run from: Hydra through
+# pkg://lvsweep.conf, the help text through the folder that module lives in.
+CONF_MODULE = "lvsweep.conf"
+
+
+def conf_dir() -> Path:
+    """The folder holding config.yaml and the groups, in a checkout or an installed wheel."""
+    from importlib.resources import files
+
+    return Path(str(files(CONF_MODULE)))
 
 
 class NoiseKind(str, Enum):
@@ -27,6 +43,15 @@ class NoiseKind(str, Enum):
 class LinearForm(str, Enum):
     paper = "paper"
     scaled = "scaled"
+
+
+# ODE solving: scipy methods (explicit first, the default; then stiff-capable ones) and the default
+# bounds of one solve. Sized from measurement: the largest solve of any default system (Rossler's
+# orbit, PRC batches, FTLE propagators) takes ~35,000 evaluations and ~1 s, so neither bound touches
+# a normal run, while a stiff system under DOP853 stops within a minute instead of running for hours.
+ODE_METHODS = ("DOP853", "Radau", "LSODA", "BDF")
+MAX_STEPS = 1_000_000
+MAX_SECONDS = 120.0
 
 
 class Sensitivity(str, Enum):
@@ -56,6 +81,12 @@ class SystemConfig:
     # Relative and absolute tolerances of the ODE solver.
     rtol: float = 1e-12
     atol: float = 1e-12
+    # scipy's solve_ivp method: DOP853 (explicit, the default) or a stiff-capable Radau, LSODA, BDF.
+    method: str = ODE_METHODS[0]
+    # Bounds of every single solve, so a stiff or runaway system fails with an error instead of
+    # hanging: right-hand-side evaluations, and wall time in seconds.
+    max_steps: int = MAX_STEPS
+    max_seconds: float = MAX_SECONDS
 
 
 @dataclass
@@ -234,12 +265,169 @@ def _require(ok: bool, field_name: str, problem: str) -> None:
 
 
 def _finite(x: float) -> bool:
-    return isinstance(x, (int, float)) and math.isfinite(x)
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _number(value: Any, field_name: str, low: float | None = None, high: float | None = None, *,
+            integer: bool = False, low_open: bool = False, high_open: bool = False, unit: str = "") -> None:
+    """One range check with one wording: the field, its allowed interval, and what it got."""
+    if integer:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    else:
+        ok = _finite(value)
+    if ok and low is not None:
+        ok = value > low if low_open else value >= low
+    if ok and high is not None:
+        ok = value < high if high_open else value <= high
+    if ok:
+        return
+    kind = "an integer" if integer else "a finite number"
+    if low is not None and high is not None:
+        where = f"in {'(' if low_open else '['}{_shown(low)}, {_shown(high)}{')' if high_open else ']'}"
+    elif low is not None:
+        where = f"{'>' if low_open else '>='} {_shown(low)}"
+    elif high is not None:
+        where = f"{'<' if high_open else '<='} {_shown(high)}"
+    else:
+        where = ""
+    raise LvsweepError(field_name, f"must be {kind} {where}{unit}, got {value}".replace("  ", " "))
+
+
+def _shown(bound: float) -> str:
+    """A bound as a user would type it: integers in full (4294967296, not 4.295e+09)."""
+    return str(int(bound)) if float(bound).is_integer() and abs(bound) < 1e16 else f"{bound:g}"
+
+
+# Largest values accepted where nothing else bounds them (memory and time grow with these).
+MAX_HEADS, MAX_WIDTH, MAX_LAYERS, MAX_REPLICATES = 64, 1024, 16, 1024
+MAX_N_STEPS, MAX_THREADS, MAX_FF_WIDTH = 1_000_000, 1024, 16384
+SEED_LIMIT = 2**32  # numpy's SeedSequence takes non-negative integers; 32 bits keep seeds portable
+
+# The schema of each model, by `model.name`.
+MODEL_SCHEMAS: dict[str, type] = {"linear": LinearModelConfig, "multihead": MultiHeadModelConfig,
+                                  "transformer": TransformerModelConfig}
+# Mappings whose keys are not fixed by a schema: `system.params` is checked against the chosen
+# system's parameter names when the system is built; tags are the user's own.
+FREE_MAPPINGS = ("system.params", "tracking.tags")
+
+
+def _schema_fields(schema: type) -> dict[str, Any]:
+    """Field name → resolved type (the schemas use postponed annotations)."""
+    hints = typing.get_type_hints(schema)
+    return {f.name: hints[f.name] for f in dataclasses.fields(schema)}
+
+
+def _nested_schema(kind: Any) -> Optional[type]:
+    return kind if isinstance(kind, type) and dataclasses.is_dataclass(kind) else None
+
+
+def known_keys(schema: type = LvsweepConfig, prefix: str = "") -> list[str]:
+    """Every dotted key a user can set, across all models: the candidates of "did you mean"."""
+    keys: list[str] = []
+    for name, kind in _schema_fields(schema).items():
+        path = f"{prefix}{name}"
+        keys.append(path)
+        if schema is LvsweepConfig and name == "model":
+            for model in MODEL_SCHEMAS.values():
+                keys += [k for k in known_keys(model, "model.") if k not in keys]
+        elif _nested_schema(kind):
+            keys += known_keys(kind, f"{path}.")
+    return keys
+
+
+def nearest_key(path: str, candidates: Sequence[str] | None = None) -> Optional[str]:
+    """The known key a mistyped `path` most likely meant: the closest full path, else the key whose
+    last part is closest to the last part typed (`+epochs=5` → trainer.epochs)."""
+    candidates = list(candidates) if candidates is not None else known_keys()
+    close = difflib.get_close_matches(path, candidates, n=1, cutoff=0.75)
+    if close:
+        return close[0]
+    leaf = path.rpartition(".")[2]
+    by_leaf: dict[str, str] = {}
+    for key in candidates:
+        by_leaf.setdefault(key.rpartition(".")[2], key)
+    close = difflib.get_close_matches(leaf, list(by_leaf), n=1, cutoff=0.75)
+    if close:
+        return by_leaf[close[0]]
+    close = difflib.get_close_matches(path, candidates, n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def unknown_key_problem(path: str, siblings: Sequence[str], where: str = "") -> str:
+    """What to tell a user who set a key the schema does not have: the nearest known key and the
+    keys allowed beside it, in the user's terms (never the names of internal schema classes)."""
+    parent = path.rpartition(".")[0]
+    near = [f"{parent}.{s}" if parent else str(s) for s in siblings]
+    guess = nearest_key(path, [*near, *(k for k in known_keys() if k not in near)])
+    hint = f"did you mean {guess}? " if guess and guess != path else ""
+    where = where or parent or "the top level"
+    return f"unknown key; {hint}keys of {where}: {', '.join(str(s) for s in siblings)}"
+
+
+def check_keys(cfg: Mapping[str, Any] | Any) -> None:
+    """Every key of the composed config must be one the schemas know. Hydra rejects an unknown
+    key set without `+`; with `+` (or `++`) it adds the key, and a typo like `+trainer.epoch=5`
+    would otherwise run in full and only show up as a stray param."""
+    model_name = str(cfg["model"]["name"]) if "model" in cfg and "name" in cfg["model"] else None
+    _require(model_name is None or model_name in MODEL_SCHEMAS, "model.name",
+             f"unknown model '{model_name}'; allowed: {', '.join(MODEL_SCHEMAS)}")
+    _check_node(cfg, LvsweepConfig, "", model_name)
+
+
+def _check_node(node: Any, schema: type, prefix: str, model_name: Optional[str]) -> None:
+    fields = _schema_fields(schema)
+    for key in list(node.keys()):
+        path = f"{prefix}{key}"
+        if not prefix and key == "hydra":  # Hydra's own settings
+            continue
+        if key not in fields:
+            where = f"model (model={model_name})" if prefix == "model." else ""
+            raise LvsweepError(path, unknown_key_problem(path, list(fields), where))
+        if path in FREE_MAPPINGS:
+            continue
+        kind = MODEL_SCHEMAS.get(model_name or "") if path == "model" else _nested_schema(fields[key])
+        value = node[key]
+        if kind is not None and hasattr(value, "keys"):
+            _check_node(value, kind, f"{path}.", model_name)
 
 
 def validate(cfg: DictConfig | Any) -> None:
-    """Range and consistency checks; the system's own parameter checks run when it is built."""
+    """Key, range and consistency checks; the system's own parameter checks run when it is built."""
+    check_keys(cfg)
+    validate_system(cfg.system)
+    _number(cfg.seed, "seed", 0, SEED_LIMIT, integer=True, high_open=True)
+    _number(cfg.replicates, "replicates", 1, MAX_REPLICATES, integer=True)
+    _number(cfg.noise.level, "noise.level", 0, unit=" (standard deviation)")
+    _number(cfg.model.lr, "model.lr", 0, low_open=True)
+    if cfg.model.name in ("multihead", "transformer"):
+        validate_attention_model(cfg.model)
+
+    t = cfg.trainer
+    _number(t.epochs, "trainer.epochs", 1, integer=True)
+    for name in ("log_every", "val_every", "align_every"):
+        _number(getattr(t, name), f"trainer.{name}", 1, integer=True, unit=" (epochs)")
+    _number(t.threads, "trainer.threads", 1, MAX_THREADS, integer=True)
+
     s = cfg.system
+    p = cfg.analysis.perturb
+    _number(p.k, "analysis.perturb.k", 1, s.n_steps // 2, integer=True, unit=" (at most system.n_steps/2)")
+    _number(p.epsilon, "analysis.perturb.epsilon", 0, low_open=True)
+    _number(p.horizon, "analysis.perturb.horizon", 0, low_open=True, unit=" (time units)")
+    from lvsweep.systems import make_system  # numpy only: cheap
+
+    validate_system_analysis(cfg.analysis, make_system(s), s)
+    _require(bool(cfg.tracking.experiment), "tracking.experiment", "must be a non-empty name")
+    allowed = ", ".join([*RUN_METRICS, *(f"{k} (with {v})" for k, v in OPTIONAL_METRICS.items())])
+    _require(len(cfg.objectives) >= 1, "objectives", f"must name at least one of: {allowed}")
+    for name in cfg.objectives:
+        _require(name in RUN_METRICS or name in OPTIONAL_METRICS, "objectives",
+                 f"unknown metric '{name}'; allowed: {allowed}")
+        _require(name not in OPTIONAL_METRICS or bool(cfg.analysis.prc), "objectives",
+                 f"'{name}' is logged only with {OPTIONAL_METRICS.get(name)}; set it or pick another metric")
+
+
+def validate_system(s: DictConfig | Any) -> None:
+    """The system group: names, start, parameters, time grid, tolerances, solver and its bounds."""
     d = len(s.state_names)
     _require(d >= 1, "system.state_names", "must name at least one state variable")
     _require(
@@ -254,46 +442,17 @@ def validate(cfg: DictConfig | Any) -> None:
     check_start(system, list(s.start))
     for name, value in s.params.items():
         _require(_finite(value), f"system.params.{name}", f"must be a finite number, got {value}")
+    _number(s.t_start, "system.t_start", unit=" (time units)")
     _require(_finite(s.t_end) and s.t_end > s.t_start, "system.t_end",
              f"must be a finite number > system.t_start ({s.t_start}), got {s.t_end}")
-    _require(_finite(s.transient) and s.transient >= 0, "system.transient",
-             f"must be a finite number >= 0 (time discarded before t_start), got {s.transient}")
-    _require(s.n_steps >= 10, "system.n_steps", f"must be an integer >= 10, got {s.n_steps}")
-    _require(0 < s.rtol < 1, "system.rtol", f"must be in (0, 1), got {s.rtol}")
-    _require(0 < s.atol < 1, "system.atol", f"must be in (0, 1), got {s.atol}")
-
-    _require(_finite(cfg.noise.level) and cfg.noise.level >= 0, "noise.level",
-             f"must be a finite number >= 0 (standard deviation), got {cfg.noise.level}")
-
-    _require(_finite(cfg.model.lr) and cfg.model.lr > 0, "model.lr",
-             f"must be a finite number > 0, got {cfg.model.lr}")
-    if cfg.model.name in ("multihead", "transformer"):
-        validate_attention_model(cfg.model)
-
-    _require(1 <= cfg.replicates <= MAX_REPLICATES, "replicates",
-             f"must be an integer in [1, {MAX_REPLICATES}], got {cfg.replicates}")
-
-    t = cfg.trainer
-    for name in ("epochs", "log_every", "val_every", "align_every", "threads"):
-        value = getattr(t, name)
-        _require(value >= 1, f"trainer.{name}", f"must be an integer >= 1, got {value}")
-
-    p = cfg.analysis.perturb
-    _require(p.k >= 1 and 2 * p.k <= s.n_steps, "analysis.perturb.k",
-             f"must be an integer in [1, system.n_steps/2 = {s.n_steps // 2}], got {p.k}")
-    _require(_finite(p.epsilon) and p.epsilon > 0, "analysis.perturb.epsilon",
-             f"must be a finite number > 0, got {p.epsilon}")
-    _require(_finite(p.horizon) and p.horizon > 0, "analysis.perturb.horizon",
-             f"must be a finite number > 0, got {p.horizon}")
-    validate_system_analysis(cfg.analysis, system, s)
-    _require(bool(cfg.tracking.experiment), "tracking.experiment", "must be a non-empty name")
-    allowed = ", ".join([*RUN_METRICS, *(f"{k} (with {v})" for k, v in OPTIONAL_METRICS.items())])
-    _require(len(cfg.objectives) >= 1, "objectives", f"must name at least one of: {allowed}")
-    for name in cfg.objectives:
-        _require(name in RUN_METRICS or name in OPTIONAL_METRICS, "objectives",
-                 f"unknown metric '{name}'; allowed: {allowed}")
-        _require(name not in OPTIONAL_METRICS or bool(cfg.analysis.prc), "objectives",
-                 f"'{name}' is logged only with {OPTIONAL_METRICS.get(name)}; set it or pick another metric")
+    _number(s.transient, "system.transient", 0, unit=" (time discarded before t_start)")
+    _number(s.n_steps, "system.n_steps", 10, MAX_N_STEPS, integer=True)
+    _number(s.rtol, "system.rtol", 0, 1, low_open=True, high_open=True)
+    _number(s.atol, "system.atol", 0, 1, low_open=True, high_open=True)
+    _require(s.method in ODE_METHODS, "system.method",
+             f"unknown method '{s.method}'; allowed: {', '.join(ODE_METHODS)} (Radau, LSODA, BDF for stiff systems)")
+    _number(s.max_steps, "system.max_steps", 100, integer=True, unit=" (right-hand-side evaluations per solve)")
+    _number(s.max_seconds, "system.max_seconds", 0, low_open=True, unit=" (seconds per solve)")
 
 
 def validate_system_analysis(a: DictConfig | Any, system: Any, s: DictConfig | Any) -> None:
@@ -304,34 +463,30 @@ def validate_system_analysis(a: DictConfig | Any, system: Any, s: DictConfig | A
     _require(_finite(a.ftle_horizon) and 0 < a.ftle_horizon <= s.t_end - s.t_start, "analysis.ftle_horizon",
              f"must be a number in (0, {s.t_end - s.t_start:g}] (time units, at most the time span), "
              f"got {a.ftle_horizon}")
-    if not a.prc:
-        return
-    check_prc(system)
     k = a.prc_kick
     _require(_finite(k.epsilon) and k.epsilon != 0 and abs(k.epsilon) <= 0.5, "analysis.prc_kick.epsilon",
              f"must be a non-zero number in [-0.5, 0.5] (fraction of the state's range), got {k.epsilon}")
+    _number(a.prc_cycles, "analysis.prc_cycles", 1, 100, integer=True)
+    if not a.prc:
+        return
+    check_prc(system)
     indices = [str(i) for i in range(len(s.state_names))]
     _require(str(k.state) in (*s.state_names, *indices), "analysis.prc_kick.state",
              f"unknown state '{k.state}'; allowed: {', '.join([*s.state_names, *indices])}")
-    _require(1 <= a.prc_cycles <= 100, "analysis.prc_cycles", f"must be an integer in [1, 100], got {a.prc_cycles}")
-
-
-MAX_HEADS, MAX_WIDTH, MAX_LAYERS, MAX_REPLICATES = 64, 1024, 16, 1024
 
 
 def validate_attention_model(m: DictConfig | Any) -> None:
     """Ranges of the multi-head and transformer knobs (the config schema has already checked types)."""
-    _require(1 <= m.heads <= MAX_HEADS, "model.heads", f"must be an integer in [1, {MAX_HEADS}], got {m.heads}")
-    _require(m.heads <= m.width <= MAX_WIDTH and m.width % m.heads == 0, "model.width",
+    _number(m.heads, "model.heads", 1, MAX_HEADS, integer=True)
+    _require(isinstance(m.width, int) and m.heads <= m.width <= MAX_WIDTH and m.width % m.heads == 0, "model.width",
              f"must be a multiple of model.heads ({m.heads}) in [{m.heads}, {MAX_WIDTH}], got {m.width}")
-    _require(m.window is None or m.window == 0 or m.window >= 2, "model.window",
-             f"must be null or 0 (full attention) or an integer >= 2, got {m.window}")
-    _require(_finite(m.dropout) and 0 <= m.dropout < 1, "model.dropout", f"must be in [0, 1), got {m.dropout}")
+    _require(m.window is None or (isinstance(m.window, int) and (m.window == 0 or 2 <= m.window <= MAX_N_STEPS)),
+             "model.window", f"must be null or 0 (full attention) or an integer in [2, {MAX_N_STEPS}], got {m.window}")
+    _number(m.dropout, "model.dropout", 0, 1, high_open=True)
     reduce = str(getattr(m.attention.reduce, "value", m.attention.reduce))
     if m.name == "transformer":
-        _require(1 <= m.layers <= MAX_LAYERS, "model.layers",
-                 f"must be an integer in [1, {MAX_LAYERS}], got {m.layers}")
-        _require(m.ff_width >= 1, "model.ff_width", f"must be an integer >= 1, got {m.ff_width}")
+        _number(m.layers, "model.layers", 1, MAX_LAYERS, integer=True)
+        _number(m.ff_width, "model.ff_width", 1, MAX_FF_WIDTH, integer=True)
     else:
         _require(reduce != "rollout", "model.attention.reduce",
                  "rollout follows the residual path of the transformer; allowed for multihead: received, last_layer")

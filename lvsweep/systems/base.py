@@ -5,6 +5,7 @@ single state, a whole orbit and a batch of perturbed copies alike.
 """
 from __future__ import annotations
 
+import difflib
 from abc import ABC, abstractmethod
 from typing import ClassVar, Mapping, Optional, Sequence
 
@@ -65,8 +66,10 @@ class DynamicalSystem(ABC):
         missing = sorted(set(self.param_names) - set(params))
         allowed = ", ".join(self.param_names)
         if unknown:
+            guess = difflib.get_close_matches(unknown[0], self.param_names, n=1)
+            hint = f"did you mean system.params.{guess[0]}? " if guess else ""
             raise LvsweepError(f"system.params.{unknown[0]}",
-                               f"unknown parameter of {self.name}; allowed: {allowed}")
+                               f"unknown parameter of {self.name}; {hint}allowed: {allowed}")
         if missing:
             raise LvsweepError(f"system.params.{missing[0]}",
                                f"missing parameter of {self.name}; required: {allowed}")

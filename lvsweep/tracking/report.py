@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import argparse
 import csv
+import difflib
 import math
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, NoReturn, Optional, Sequence
 
 import numpy as np
 
@@ -186,11 +188,36 @@ def write_report(client: Any, parent: Any, out_dir: Path) -> list[Path]:
     return paths
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse prints its usage and then the error; lvsweep's promise is one line naming the flag."""
+
+    def error(self, message: str) -> NoReturn:  # type: ignore[override]
+        flags = [a for action in self._actions for a in action.option_strings if a.startswith("--")]
+        if message.startswith("unrecognized arguments: "):
+            first = message.split(": ", 1)[1].split()[0]
+            guess = difflib.get_close_matches(first.partition("=")[0], flags, n=1, cutoff=0.7)
+            hint = f"did you mean {guess[0]}? " if guess else ""
+            exit_with_error(f"{first}: unknown argument; {hint}allowed: {', '.join(flags)} (see --help)")
+        flag, sep, problem = message.removeprefix("argument ").partition(": ")
+        exit_with_error(f"{flag}: {problem}" if sep else message)
+        raise AssertionError("unreachable")
+
+
+EPILOG = """examples:
+  python -m lvsweep.report                            the latest sweep of experiment 'lvsweep' in ./mlruns
+  python -m lvsweep.report --parent <run id> --out my_report
+  python -m lvsweep.report --tracking-uri sqlite:///mlruns/mlflow.db --experiment lvsweep
+
+writes report.md, report.csv and alignment.png to --out (default report/<parent run id>/) and logs
+them to the sweep's parent run under report/. Errors are one line and exit status 2."""
+
+
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m lvsweep.report", description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="python -m lvsweep.report", description=textwrap.fill(" ".join(__doc__.split("\n\n")[1].split()), 88),
+                           epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI, else "
                                                "sqlite:///mlruns/mlflow.db)")
-    parser.add_argument("--experiment", default="lvsweep")
+    parser.add_argument("--experiment", default="lvsweep", help="MLflow experiment of the sweep (default: lvsweep)")
     parser.add_argument("--parent", help="the sweep's parent run id (default: the latest sweep)")
     parser.add_argument("--out", type=Path, help="output directory (default: report/<parent run id>)")
     args = parser.parse_args(argv)

@@ -1,0 +1,247 @@
+"""Every bad input, through the real CLI: one stderr line naming the field, exit status 2, no
+traceback, and nothing lost or added in a store that already holds a run.
+
+The rows are data: append a `Row` to `ROWS` to cover another input (a termination case can use
+`expects_run="KILLED"` once the CLI records it so). Rows run as parallel subprocesses in one test,
+each in its own directory with a copy of a store that already holds one FINISHED run.
+"""
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import sqlite3
+import subprocess
+import sys
+import time
+import typing
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import pytest
+
+from lvsweep.app import compose_config
+from lvsweep.config import MODEL_SCHEMAS, LvsweepConfig, ModelConfig, validate
+from lvsweep.errors import LvsweepError
+from tests.conftest import QUICK, cli_env, store_uri
+
+OPTUNA = ("-m", "search=optuna", "hydra.sweeper.n_trials=1", *QUICK)
+
+
+@dataclass(frozen=True)
+class Row:
+    args: tuple[str, ...]
+    field: str  # what the stderr line must start with after "lvsweep: error: "
+    exit: int = 2
+    expects_run: Optional[str] = None  # None: the store gains no run; else the status of one new run
+    says: str = ""  # a further substring the line must hold
+    module: str = "lvsweep"  # or "lvsweep.report"
+
+    @property
+    def name(self) -> str:
+        return f"{self.module} {' '.join(self.args)}"
+
+
+ROWS = [
+    # top level
+    Row(("seed=-1",), "seed", says="[0, 4294967296)"),
+    Row(("seed=4294967296",), "seed"),
+    Row(("replicates=0",), "replicates", says="[1, 1024]"),
+    Row(("objectives=[nope]",), "objectives", says="unknown metric 'nope'"),
+    # unknown keys, with and without +, never naming a schema class
+    Row(("+unknown_key=1",), "unknown_key: unknown key"),
+    Row(("unknown_key=1",), "unknown_key: unknown key"),
+    Row(("+trainer.epoch=5",), "trainer.epoch: unknown key", says="did you mean trainer.epochs?"),
+    Row(("trainer.epoch=5",), "trainer.epoch: unknown key", says="did you mean trainer.epochs?"),
+    Row(("+model.heads=4",), "model.heads: unknown key", says="model=linear"),
+    Row(("noise.levl=3",), "noise.levl: unknown key", says="did you mean noise.level?"),
+    # system
+    Row(("system=nosuch",), "system: unknown option 'nosuch'"),
+    Row(("system.params.alph=2",), "system.params.alph", says="did you mean system.params.alpha?"),
+    Row(("system.params.alpha=inf",), "system.params.alpha"),
+    Row(("system.start=[1.0]",), "system.start"),
+    Row(("system.t_start=nan",), "system.t_start"),
+    Row(("system.t_end=-1",), "system.t_end"),
+    Row(("system.n_steps=5",), "system.n_steps"),
+    Row(("system.rtol=0",), "system.rtol"),
+    Row(("system.method=RK4",), "system.method", says="allowed: DOP853, Radau, LSODA, BDF"),
+    Row(("system.max_steps=0",), "system.max_steps"),
+    Row(("system.max_seconds=0",), "system.max_seconds"),
+    # noise, models, trainer
+    Row(("noise.level=-1",), "noise.level"),
+    Row(("noise.kind=loud",), "noise.kind"),
+    Row(("model.lr=0",), "model.lr"),
+    Row(("model=multihead", "model.heads=0"), "model.heads"),
+    Row(("model=multihead", "model.width=30"), "model.width"),
+    Row(("model=multihead", "model.window=1"), "model.window"),
+    Row(("model=transformer", "model.layers=17"), "model.layers"),
+    Row(("model=transformer", "model.ff_width=0"), "model.ff_width"),
+    Row(("trainer.epochs=0",), "trainer.epochs"),
+    Row(("trainer.log_every=0",), "trainer.log_every"),
+    Row(("trainer.threads=0",), "trainer.threads"),
+    # analysis, tracking
+    Row(("analysis.sensitivity=foo",), "analysis.sensitivity"),
+    Row(("analysis.ftle_horizon=0",), "analysis.ftle_horizon"),
+    Row(("analysis.perturb.k=0",), "analysis.perturb.k"),
+    Row(("analysis.perturb.epsilon=0",), "analysis.perturb.epsilon"),
+    Row(("analysis.prc_kick.epsilon=0.9",), "analysis.prc_kick.epsilon"),
+    Row(("tracking.experiment=''",), "tracking.experiment"),
+    # the Optuna sweeper's settings, rejected before the sweep's parent run opens
+    Row((*OPTUNA, "hydra.sweeper.n_trials=-1"), "hydra.sweeper.n_trials"),
+    Row((*OPTUNA, "hydra.sweeper.n_jobs=0"), "hydra.sweeper.n_jobs"),
+    Row((*OPTUNA, "hydra.sweeper.direction=up"), "hydra.sweeper.direction"),
+    Row((*OPTUNA, "hydra.sweeper.sampler._target_=optuna.samplers.NoSuch"), "hydra.sweeper.sampler"),
+    Row((*OPTUNA, "hydra.sweeper.sampler.seed=-1"), "hydra.sweeper.sampler"),
+    Row((*OPTUNA, "model.lr=interval(1,0)"), "hydra.sweeper.params.model.lr"),
+    Row((*OPTUNA, "hydra.sweeper.ntrials=3"), "hydra.sweeper.ntrials", says="did you mean hydra.sweeper.n_trials?"),
+    # the report's flags
+    Row(("--bogus",), "--bogus", module="lvsweep.report"),
+    Row(("--parnt", "x"), "--parnt", says="did you mean --parent?", module="lvsweep.report"),
+    Row(("--parent",), "--parent", says="expected one argument", module="lvsweep.report"),
+    Row(("--parent", "abc"), "--parent", says="no run 'abc'", module="lvsweep.report"),
+    Row(("--tracking-uri", "sqlite:///no/such/dir/x.db"), "--tracking-uri", module="lvsweep.report"),
+    # what only the numerics can find, once the run is open: a FAILED run naming the field
+    Row((*QUICK, "system.params.alpha=1e308"), "system: the lotka_volterra ODE blew up", expects_run="FAILED",
+        says="alpha=1e+308"),
+    Row((*QUICK, "system=van_der_pol", "system.params.mu=1e6", "system.max_steps=20000"), "system.max_steps",
+        expects_run="FAILED", says="try system.method=Radau"),
+    Row((*QUICK, "system=van_der_pol", "system.params.mu=1e6", "system.max_seconds=0.5"), "system.max_seconds",
+        expects_run="FAILED", says="mu=1e+06"),
+    Row((*QUICK, "noise.level=1e300"), "train/loss", expects_run="FAILED"),
+]
+INTERNAL_NAMES = ("Traceback", "LvsweepConfig", "TrainerConfig", "NoiseConfig", "SystemConfig", "ModelConfig",
+                  "OptunaSweeperConf", "powered by Hydra")
+
+
+@pytest.fixture(scope="module")
+def seeded_store(tmp_path_factory) -> Path:
+    """A store holding one FINISHED run, made with MLflow itself: what a user already recorded."""
+    from mlflow.tracking import MlflowClient
+
+    cwd = tmp_path_factory.mktemp("seed")
+    (cwd / "mlruns").mkdir()
+    client = MlflowClient(tracking_uri=store_uri(cwd))
+    run = client.create_run(client.create_experiment("lvsweep"), run_name="earlier")
+    client.log_param(run.info.run_id, "seed", "0")
+    client.set_terminated(run.info.run_id, "FINISHED")
+    return cwd / "mlruns"
+
+
+def store_runs(cwd: Path) -> list[tuple[str, str, str]]:
+    """(run id, status, lvsweep.error tag) of every run, read straight from the SQLite file."""
+    db = cwd / "mlruns" / "mlflow.db"
+    if not db.exists():
+        return []
+    with sqlite3.connect(db) as con:
+        return con.execute("SELECT r.run_uuid, r.status, COALESCE(t.value, '') FROM runs r LEFT JOIN tags t "
+                           "ON t.run_uuid = r.run_uuid AND t.key = 'lvsweep.error' ORDER BY r.start_time").fetchall()
+
+
+def check_row(row: Row, cwd: Path, before: list[tuple[str, str, str]]) -> list[str]:
+    """Run one row; the list of what is wrong with its outcome (empty: all as promised)."""
+    start = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", row.module, *row.args], cwd=cwd, env=cli_env(),
+                          capture_output=True, text=True, timeout=240)
+    took = time.monotonic() - start
+    lines = proc.stderr.strip().splitlines()
+    problems = []
+    if proc.returncode != row.exit:
+        problems.append(f"exit {proc.returncode}, expected {row.exit}")
+    if len(lines) != 1:
+        problems.append(f"{len(lines)} stderr lines, expected 1")
+    elif not lines[0].startswith(f"lvsweep: error: {row.field}"):
+        problems.append(f"the line does not start with 'lvsweep: error: {row.field}'")
+    if row.says and row.says not in proc.stderr:
+        problems.append(f"the line does not say {row.says!r}")
+    problems += [f"stderr names {word!r}" for word in INTERNAL_NAMES if word in proc.stderr]
+    after = store_runs(cwd)
+    if after[:len(before)] != before:
+        problems.append(f"runs recorded before changed: {before} -> {after[:len(before)]}")
+    new = after[len(before):]
+    if row.expects_run is None and new:
+        problems.append(f"{len(new)} new run(s) in the store, expected none")
+    if row.expects_run is not None:
+        if len(new) != 1 or new[0][1] != row.expects_run:
+            problems.append(f"new runs {[(r[1]) for r in new]}, expected one {row.expects_run}")
+        elif row.field.split(":")[0] not in new[0][2]:
+            problems.append(f"the run's reason {new[0][2]!r} does not name {row.field.split(':')[0]}")
+    if problems:
+        problems.insert(0, f"[{row.name}] ({took:.1f} s) stderr={proc.stderr.strip()[-600:]!r}")
+    return problems
+
+
+def test_every_bad_input_is_one_line_naming_the_field(seeded_store: Path, tmp_path: Path):
+    assert len(ROWS) >= 30
+
+    def one(i_row: tuple[int, Row]) -> list[str]:
+        i, row = i_row
+        cwd = tmp_path / f"row{i}"
+        cwd.mkdir()
+        shutil.copytree(seeded_store, cwd / "mlruns")
+        return check_row(row, cwd, store_runs(cwd))
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        failures = [p for problems in pool.map(one, enumerate(ROWS)) if problems for p in problems]
+    assert not failures, "\n".join(failures)
+
+
+# ---------------------------------------------------------------- every numeric field has a range
+
+# A value outside the allowed range for every int/float field of every schema (and the group it needs).
+REJECTED = {
+    "seed": ["seed=-1"], "replicates": ["replicates=1025"],
+    "system.transient": ["system.transient=-0.5"], "system.t_start": ["system.t_start=inf"],
+    "system.t_end": ["system.t_end=0"], "system.n_steps": ["system.n_steps=2000000"],
+    "system.rtol": ["system.rtol=1"], "system.atol": ["system.atol=-1e-9"],
+    "system.max_steps": ["system.max_steps=99"], "system.max_seconds": ["system.max_seconds=-1"],
+    "system.params": ["system.params.alpha=nan"], "system.start": ["system.start=[nan,5.0]"],
+    "noise.level": ["noise.level=-0.1"], "model.lr": ["model.lr=-1"],
+    "model.heads": ["model=multihead", "model.heads=65"], "model.width": ["model=multihead", "model.width=2048"],
+    "model.window": ["model=transformer", "model.window=-1"], "model.dropout": ["model=transformer", "model.dropout=-0.1"],
+    "model.layers": ["model=transformer", "model.layers=0"], "model.ff_width": ["model=transformer", "model.ff_width=20000"],
+    "trainer.epochs": ["trainer.epochs=-1"], "trainer.log_every": ["trainer.log_every=0"],
+    "trainer.val_every": ["trainer.val_every=0"], "trainer.align_every": ["trainer.align_every=0"],
+    "trainer.threads": ["trainer.threads=2000"],
+    "analysis.ftle_horizon": ["analysis.ftle_horizon=31"], "analysis.prc_cycles": ["analysis.prc_cycles=101"],
+    "analysis.perturb.k": ["analysis.perturb.k=501"], "analysis.perturb.epsilon": ["analysis.perturb.epsilon=-0.1"],
+    "analysis.perturb.horizon": ["analysis.perturb.horizon=0"], "analysis.prc_kick.epsilon": ["analysis.prc_kick.epsilon=0"],
+}
+
+
+def numeric_fields(schema: type, prefix: str = "") -> set[str]:
+    """Every int or float field (optional or not, and mappings of floats) of a schema, nested included."""
+    found: set[str] = set()
+    for f in dataclasses.fields(schema):
+        kind = typing.get_type_hints(schema)[f.name]
+        path = f"{prefix}{f.name}"
+        if schema is LvsweepConfig and f.name == "model":
+            for model in MODEL_SCHEMAS.values():
+                found |= numeric_fields(model, "model.")
+        elif dataclasses.is_dataclass(kind):
+            found |= numeric_fields(kind, f"{path}.")
+        elif {int, float} & set(typing.get_args(kind)) or kind in (int, float):
+            found.add(path)
+    return found
+
+
+def test_every_numeric_field_of_every_schema_has_a_rejected_value():
+    def subclasses(cls: type) -> set[type]:
+        return {cls, *(s for c in cls.__subclasses__() for s in subclasses(c))}
+
+    assert subclasses(ModelConfig) - {ModelConfig} == set(MODEL_SCHEMAS.values())  # no model left out
+    fields = numeric_fields(LvsweepConfig)
+    assert "system.max_steps" in fields and "model.ff_width" in fields and "system.params" in fields
+    assert fields == set(REJECTED), f"no rejected value for {sorted(fields - set(REJECTED))}"
+    for field_name, overrides in REJECTED.items():
+        with pytest.raises(LvsweepError) as err:
+            validate(compose_config(*overrides))
+        assert err.value.field.startswith(field_name), (overrides, str(err.value))
+        assert "got" in err.value.problem or "must" in err.value.problem, str(err.value)
+
+
+def test_the_defaults_of_every_system_and_model_pass_validation():
+    for system in ("lotka_volterra", "competitive_lv", "van_der_pol", "rossler", "lorenz", "goodwin"):
+        validate(compose_config(f"system={system}"))
+    for model in MODEL_SCHEMAS:
+        validate(compose_config(f"model={model}"))
