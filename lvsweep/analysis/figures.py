@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.colors import LogNorm  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
-from matplotlib.ticker import FormatStrFormatter  # noqa: E402
+from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter  # noqa: E402
 
 from lvsweep.analysis.perturbation import PerturbationResult  # noqa: E402
 from lvsweep.analysis.prc import PhaseResponse  # noqa: E402
@@ -216,7 +216,7 @@ def attention_vs_sensitivity(path: Path, t: np.ndarray, attention: np.ndarray, s
     ax_t.legend(handles=handles, loc="lower left", bbox_to_anchor=(0.0, 1.01), ncol=2, borderaxespad=0.0,
                 frameon=False)
     ax_s.scatter(_ranks(sensitivity), _ranks(attention), s=5, alpha=0.5, color="tab:purple", lw=0)
-    ax_s.set_xlabel(f"rank of the sensitivity (0 = lowest, 1 = highest)")
+    ax_s.set_xlabel("rank of the sensitivity (0 = lowest, 1 = highest)")
     ax_s.set_ylabel("rank of attention")
     ax_s.set_xlim(-0.02, 1.02)
     ax_s.set_ylim(-0.02, 1.02)
@@ -266,8 +266,9 @@ def perturbation(path: Path, pert: PerturbationResult, epsilon: float, states: n
         level = float(np.exp(np.log(dev[:, 1:]).mean()))
         ax.axhline(level, color=color, lw=1.0, ls="--", label=f"  geometric mean over the horizon: {level:.3g}")
     ax.set_yscale("log")
+    ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
     ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
-    ax.yaxis.set_minor_formatter(FormatStrFormatter("%g"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("time since kick")
     ax.set_ylabel(f"|kicked − unkicked|  (kick size ε = {epsilon:g})")
     ax.set_title(f"Perturbation test: low/high = {pert.low_over_high:.3f}\n"
