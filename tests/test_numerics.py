@@ -4,10 +4,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from scipy import stats
+from scipy.spatial.distance import pdist
 
 from lvsweep.analysis.alignment import alignment_metrics, pearson, spearman
 from lvsweep.errors import LvsweepError
-from lvsweep.analysis.perturbation import extreme_indices, perturbation_test
+from lvsweep.analysis.perturbation import MIN_SEPARATION, distinct_extremes, extreme_indices, perturbation_test
 from lvsweep.analysis.sensitivity import lyapunov_normal, outward_normals
 from lvsweep.systems.simulate import integrate, simulate
 from lvsweep.systems import make_system
@@ -98,9 +99,60 @@ def test_perturbation_kicks_at_extreme_attention_and_measures_divergence(lv_conf
     high, low = extreme_indices(attention, 5)
     assert attention[high].min() > attention[low].max()
     res = perturbation_test(system, orbit, profile.normals, attention, 5, 0.1, 3.0, 1e-10, 1e-10)
+    assert attention[res.high_idx].min() > attention[res.low_idx].max()
     assert res.deviation_high[:, 0] == pytest.approx(0.1) and res.deviation_low[:, 0] == pytest.approx(0.1)
-    assert res.low_over_high == pytest.approx(res.deviation_low[:, -1].mean() / res.deviation_high[:, -1].mean())
-    assert res.low_over_high != pytest.approx(1.0, abs=1e-3)
+    # The ratio of geometric means over the horizon (t > 0), not a ratio at its end.
+    expected = np.exp(np.log(res.deviation_low[:, 1:]).mean() - np.log(res.deviation_high[:, 1:]).mean())
+    assert res.low_over_high == pytest.approx(expected)
+    assert res.low_over_high > 1.5  # kicks where V is steep separate more, on this attention by construction
+
+
+def _scaled(x):
+    return x / np.ptp(x, axis=0)
+
+
+def test_perturbation_kicks_are_at_distinct_phases(lv_config):
+    # The orbit repeats about 5.5 times: the plain top-k revisits one phase in several cycles.
+    system = make_system(lv_config.system)
+    orbit = simulate(lv_config.system)
+    profile = lyapunov_normal(system, orbit)
+    attention = -profile.values
+    plain_high, _ = extreme_indices(attention, 10)
+    plain = _scaled(orbit.x)[plain_high]
+    assert np.min(pdist(plain)) < 0.02  # the same place, counted twice
+    res = perturbation_test(system, orbit, profile.normals, attention, 10, 0.1, 3.0, 1e-10, 1e-10)
+    for idx in (res.high_idx, res.low_idx):
+        assert len(np.unique(idx)) == 10
+        assert np.min(pdist(_scaled(orbit.x)[idx])) >= res.min_separation == MIN_SEPARATION
+    assert not set(res.high_idx) & set(res.low_idx)
+
+
+def test_distinct_kicks_relax_the_separation_only_when_k_needs_it():
+    # 40 samples of one circle: 20 per half cannot keep 0.5 apart, so the separation is halved.
+    phi = np.linspace(0, 2 * np.pi, 40, endpoint=False)
+    states = np.stack([np.cos(phi), np.sin(phi)], axis=1)
+    attention = np.cos(phi)
+    high, low, sep = distinct_extremes(states, attention, 3, min_separation=0.5)
+    assert sep == 0.5 and len(high) == len(low) == 3
+    high, low, sep = distinct_extremes(states, attention, 15, min_separation=0.5)
+    assert sep < 0.5 and len(high) == len(low) == 15 and not set(high) & set(low)
+    assert np.min(pdist(_scaled(states)[high])) >= sep
+
+
+def test_low_over_high_varies_little_with_the_horizon(lv_config):
+    # Separations on the Lotka-Volterra centre swing with the cycle: a ratio read at the horizon's end
+    # changes several-fold between horizons 4, 5 and 6; the windowed ratio must not.
+    system = make_system(lv_config.system)
+    orbit = simulate(lv_config.system)
+    profile = lyapunov_normal(system, orbit)
+    attention = -profile.values
+    windowed, at_end = [], []
+    for horizon in (4.0, 5.0, 6.0):  # the default 5 ± 20 %
+        res = perturbation_test(system, orbit, profile.normals, attention, 5, 0.1, horizon, 1e-10, 1e-10)
+        windowed.append(res.low_over_high)
+        at_end.append(res.deviation_low[:, -1].mean() / res.deviation_high[:, -1].mean())
+    assert max(at_end) / min(at_end) > 2.0  # what the old statistic did on these very kicks
+    assert max(windowed) / min(windowed) < 1.25
 
 
 def test_relative_noise_gives_every_state_the_same_signal_to_noise_ratio():

@@ -11,7 +11,10 @@ from types import SimpleNamespace
 import pytest
 from mlflow.tracking import MlflowClient
 
-from lvsweep.tracking.report import COLUMNS, varying_params
+import numpy as np
+
+from lvsweep.tracking.report import (COLUMNS, N_BINS, continuous_bins, group_runs, markdown, quantile_bins,
+                                     varying_params)
 
 from conftest import QUICK, run_cli, store_uri
 
@@ -94,3 +97,38 @@ def test_a_group_options_defaults_follow_the_choice_but_a_swept_field_stays_a_fa
             for n, t, a in [("lotka_volterra", "30", "1.0"), ("lotka_volterra", "30", "2.0"),
                             ("lorenz", "15", "1.0"), ("lorenz", "15", "1.0")]]
     assert varying_params(runs) == ["system.name", "system.params.alpha"]
+
+
+def _trial(lr: float, noise: float, rho: float) -> SimpleNamespace:
+    metrics = {metric: rho for _, metric in COLUMNS}
+    return SimpleNamespace(data=SimpleNamespace(params={"model.lr": repr(float(lr)), "noise.level": "2.0", "replicates": "1"},
+                                                metrics=metrics),
+                           info=SimpleNamespace(run_id="x", run_name="x", status="FINISHED"))
+
+
+def test_a_continuous_param_is_grouped_into_quantile_bins_with_readable_edges():
+    rng = np.random.default_rng(0)
+    lrs = 10 ** rng.uniform(-4, -1, size=18)  # as Optuna samples model.lr: 18 distinct 17-digit values
+    runs = [_trial(lr, 2.0, float(i)) for i, lr in enumerate(lrs)]
+    bins = continuous_bins(runs, ["model.lr"])
+    groups = group_runs(runs, ["model.lr"], bins)
+    assert len(groups) == N_BINS and sum(len(g.runs) for g in groups) == 18
+    for g in groups:
+        low, high = (float(x) for x in g.params["model.lr"][1:-1].split(", "))
+        assert all(low <= float(r.data.params["model.lr"]) * (1 + 1e-3) for r in g.runs)
+        assert all(float(r.data.params["model.lr"]) <= high * (1 + 1e-3) for r in g.runs)
+        assert len(g.params["model.lr"]) < 25  # %.3g edges, not repr
+    assert [_low(g) for g in groups] == sorted(_low(g) for g in groups)  # ordered by value, not as text
+    md = markdown(SimpleNamespace(info=SimpleNamespace(run_name="s", run_id="p")), ["model.lr"], groups, [],
+                  "alignment.png", list(bins))
+    assert "quantile bins" in md and repr(float(lrs[0])) not in md
+    assert np.isfinite(groups[0].row()["ci_low"])  # several runs per bin: an interval over runs
+
+
+def _low(g) -> float:
+    return float(g.params["model.lr"][1:].split(",")[0])
+
+
+def test_a_few_numeric_levels_stay_discrete():
+    assert quantile_bins(["0.0", "1.0", "2.0", "4.0"]) is None
+    assert quantile_bins(["linear", "multihead"] * 5) is None

@@ -1,19 +1,48 @@
 """The figures a reader of the paper looks for, written as PNG files (Agg backend, no display)."""
 from __future__ import annotations
 
+import functools
 from itertools import combinations
 from pathlib import Path
+from typing import Any, Callable, TypeVar
+
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.colors import LogNorm  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter  # noqa: E402
 
 from lvsweep.analysis.perturbation import PerturbationResult  # noqa: E402
 from lvsweep.analysis.prc import PhaseResponse  # noqa: E402
 from lvsweep.systems import DynamicalSystem  # noqa: E402
 
 HIGH, LOW = "tab:red", "tab:blue"
+# Attention relative to uniform (T·a_t: 1 = every step weighted alike) is drawn on one fixed log range
+# in every run, so that the colours and axes of two runs of a sweep mean the same; values outside are
+# clipped to its ends.
+ATTENTION_RANGE = (1e-2, 1e2)
+# One style for every figure: the same font sizes everywhere, and a resolution at which 8-point
+# text stays legible when the MLflow UI scales the PNG down to its preview width.
+DPI = 150
+STYLE = {"font.size": 10, "axes.titlesize": 10.5, "axes.labelsize": 10, "xtick.labelsize": 9,
+         "ytick.labelsize": 9, "legend.fontsize": 9, "figure.titlesize": 11.5}
+# Display names of the sensitivity measures, by the code name runs record (`lvsweep.sensitivity`).
+MEASURE_NAMES = {"lyapunov_normal": r"Lyapunov normal derivative $\nabla V\cdot\hat{n}$",
+                 "ftle": r"FTLE $\lambda(\tau)$"}
+
+
+def measure_name(code: str) -> str:
+    """The human name of a sensitivity measure (the code name itself for one not in the table)."""
+    return MEASURE_NAMES.get(code, code)
+
+
+def relative_attention(attention: np.ndarray) -> np.ndarray:
+    """T·a_t clipped to ATTENTION_RANGE: attention in units of the uniform weight 1/T, which a run
+    of any length T shares, on the range every figure draws."""
+    return np.clip(len(attention) * np.asarray(attention, dtype=float), *ATTENTION_RANGE)
 
 
 def _minmax(v: np.ndarray) -> np.ndarray:
@@ -21,85 +50,180 @@ def _minmax(v: np.ndarray) -> np.ndarray:
     return (v - v.min()) / span if span > 0 else np.zeros_like(v)
 
 
+def _has_noise(clean: np.ndarray, noisy: np.ndarray) -> bool:
+    return not np.allclose(clean, noisy, rtol=0.0, atol=1e-12)
+
+
+F = TypeVar("F", bound=Callable[..., Path])
+
+
+def _styled(draw: F) -> F:
+    """Draw under the common STYLE: fonts are fixed as each artist is made, so the whole drawing
+    (not only the save) runs inside the style."""
+    @functools.wraps(draw)
+    def wrapper(*args: Any, **kwargs: Any) -> Path:
+        with plt.rc_context(STYLE):
+            return draw(*args, **kwargs)
+    return wrapper  # type: ignore[return-value]
+
+
+def _legend_outside(ax: plt.Axes, **kwargs: Any) -> None:
+    """The legend in the margin right of the axes, never over the data."""
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, **kwargs)
+
+
 def _save(fig: plt.Figure, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")  # tight: legends outside the axes stay in
     plt.close(fig)
     return path
 
 
+@_styled
 def timeseries(path: Path, t: np.ndarray, clean: np.ndarray, noisy: np.ndarray, names: tuple[str, ...],
                attention: np.ndarray, pert: PerturbationResult) -> Path:
-    """States over time with the noisy observations faint; top and bottom attention times marked."""
-    fig, (ax, ax_a) = plt.subplots(2, 1, figsize=(9, 5.5), sharex=True, height_ratios=[3, 1.3])
+    """States over time (the noisy observations faint, when there is noise), the perturbation test's
+    kick times on a rug row of their own, and attention relative to uniform on the fixed log range.
+
+    The kick times are marked on a row shared by all states rather than on a curve: a marker on one
+    state's curve would suggest the attention belongs to that state."""
+    fig, (ax, ax_r, ax_a) = plt.subplots(3, 1, figsize=(10, 6.2), sharex=True, height_ratios=[3, 0.45, 1.5])
+    noise = _has_noise(clean, noisy)
     for i, name in enumerate(names):
         line, = ax.plot(t, clean[:, i], lw=1.6, label=name)
-        ax.scatter(t, noisy[:, i], s=3, color=line.get_color(), alpha=0.18, lw=0)
-    for idx, color, label in ((pert.high_idx, HIGH, "highest attention"), (pert.low_idx, LOW, "lowest attention")):
-        ax.scatter(t[idx], clean[idx].max(axis=1), marker="v", s=36, color=color, zorder=3, label=label)
-        for ti in t[idx]:
-            ax_a.axvline(ti, color=color, alpha=0.25, lw=0.8)
+        if noise:
+            ax.scatter(t, noisy[:, i], s=3, color=line.get_color(), alpha=0.18, lw=0)
+    for idx, color in ((pert.high_idx, HIGH), (pert.low_idx, LOW)):
+        for a in (ax, ax_a):
+            for ti in t[idx]:
+                a.axvline(ti, color=color, alpha=0.22, lw=0.8, zorder=0)
     ax.set_ylabel("state")
-    ax.legend(loc="upper right", fontsize=8, ncol=2)
-    ax.set_title("Clean orbit (lines), noisy training data (dots), extreme-attention times (triangles)")
-    ax_a.plot(t, attention, color="black", lw=1.0)
-    ax_a.set_ylabel("attention")
+    _legend_outside(ax, title="clean orbit" + (" (noisy data: dots)" if noise else ""))
+    what = "clean orbit (lines)" + (", noisy training data (dots)" if noise else "")
+    ax.set_title(f"{what[0].upper()}{what[1:]}; perturbation-test kick times (ticks)")
+    ax_r.eventplot([t[pert.high_idx], t[pert.low_idx]], lineoffsets=[1, 0], linelengths=0.8,
+                   colors=[HIGH, LOW], linewidths=1.6)
+    ax_r.set_yticks([1, 0], ["high", "low"])
+    ax_r.set_ylim(-0.6, 1.6)
+    ax_r.tick_params(axis="y", length=0)
+    ax_r.set_ylabel("kicks", rotation=0, ha="right", va="center")
+    handles = [Line2D([], [], color=HIGH, lw=1.6, label=f"highest attention ({len(pert.high_idx)} distinct places)"),
+               Line2D([], [], color=LOW, lw=1.6, label=f"lowest attention ({len(pert.low_idx)} distinct places)")]
+    ax_r.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.2), borderaxespad=0.0)
+    ax_a.plot(t, relative_attention(attention), color="black", lw=1.0)
+    ax_a.axhline(1.0, color="0.5", lw=0.8, ls="--")
+    ax_a.set_yscale("log")
+    ax_a.set_ylim(*ATTENTION_RANGE)
+    ax_a.set_ylabel("T·attention\n(1 = uniform)")
+    ax_a.text(0.005, 0.97, f"log; fixed range {ATTENTION_RANGE[0]:g} to {ATTENTION_RANGE[1]:g}, clipped",
+              transform=ax_a.transAxes, ha="left", va="top", fontsize=8.5, color="0.35")
     ax_a.set_xlabel("t")
+    fig.align_ylabels([ax, ax_r, ax_a])
     fig.tight_layout()
     return _save(fig, path)
 
 
+@_styled
 def phase_portrait(path: Path, system: DynamicalSystem, clean: np.ndarray, noisy: np.ndarray,
                    attention: np.ndarray) -> Path:
-    """The orbit coloured by attention in every pair of state variables, over level sets of V."""
+    """The orbit coloured by attention relative to uniform in every pair of state variables, over
+    level sets of V where the system has one.
+
+    The colour scale is logarithmic on the fixed ATTENTION_RANGE: softmax attention spans orders of
+    magnitude, so a linear scale shows a few specks on a uniformly dark orbit, and a range fitted to
+    each run would give the same colour different meanings in two runs of a sweep."""
     names = system.state_names
     pairs = list(combinations(range(system.dim), 2))
-    fig, axes = plt.subplots(1, len(pairs), figsize=(5.6 * len(pairs), 4.8), squeeze=False)
+    fig, axes = plt.subplots(1, len(pairs), figsize=(5.2 * len(pairs) + 1.2, 4.8), squeeze=False)
+    noise = _has_noise(clean, noisy)
+    rel = relative_attention(attention)
+    order = np.argsort(rel, kind="stable")  # the highest attention drawn last, on top
+    norm = LogNorm(*ATTENTION_RANGE, clip=True)
+    with_v = system.dim == 2 and system.lyapunov(clean[:1]) is not None
     for ax, (i, j) in zip(axes[0], pairs):
-        ax.scatter(noisy[:, i], noisy[:, j], s=3, color="0.6", alpha=0.25, lw=0, label="noisy data")
-        if system.dim == 2 and system.lyapunov(clean[:1]) is not None:
-            _lyapunov_contours(ax, system, clean)
-        sc = ax.scatter(clean[:, i], clean[:, j], c=attention, s=9, cmap="viridis", zorder=3)
+        if noise:
+            ax.scatter(noisy[:, i], noisy[:, j], s=3, color="0.6", alpha=0.25, lw=0, label="noisy data")
+        sc = ax.scatter(clean[order, i], clean[order, j], c=rel[order], norm=norm, s=9, cmap="viridis", zorder=3)
         eq = system.equilibrium()
         if eq is not None:
             ax.plot(eq[i], eq[j], "k+", ms=10, label="equilibrium")
         ax.set_xlabel(names[i])
         ax.set_ylabel(names[j])
-        ax.legend(loc="upper right", fontsize=8)
-    fig.colorbar(sc, ax=axes[0].tolist(), label="attention")
-    fig.suptitle("Phase portrait coloured by attention" + (", with level sets of V" if system.dim == 2 else ""))
+        if with_v:
+            _lyapunov_contours(ax, system)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    if with_v:
+        handles.append(Line2D([], [], color="0.35", lw=0.8))
+        labels.append("level sets of V")
+    cbar = fig.colorbar(sc, ax=axes[0].tolist(), extend="both", pad=0.02)
+    cbar.set_label(f"attention relative to uniform, T·a_t\n(log; fixed range {ATTENTION_RANGE[0]:g} to "
+                   f"{ATTENTION_RANGE[1]:g} in every run, clipped)")
+    if handles:
+        fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.45, 0.0), ncol=len(handles),
+                   frameon=False)
+    fig.suptitle("Phase portrait coloured by attention" + (", over level sets of V" if with_v else ""))
     return _save(fig, path)
 
 
-def _lyapunov_contours(ax: plt.Axes, system: DynamicalSystem, clean: np.ndarray) -> None:
-    lo, hi = clean.min(axis=0), clean.max(axis=0)
-    pad = 0.25 * (hi - lo)
-    # Stay inside the state space (V of Lotka-Volterra takes logarithms of populations).
-    lo = 0.5 * lo if system.check_state(lo - pad) else lo - pad
-    hi = hi + pad
-    g0, g1 = np.meshgrid(np.linspace(lo[0], hi[0], 200), np.linspace(lo[1], hi[1], 200))
-    v = system.lyapunov(np.stack([g0, g1], axis=-1))
-    levels = np.quantile(v, np.linspace(0.02, 0.9, 12))
-    ax.contour(g0, g1, v, levels=np.unique(levels), colors="0.35", linewidths=0.6, alpha=0.8)
+def _lyapunov_contours(ax: plt.Axes, system: DynamicalSystem, n: int = 240) -> None:
+    """Level sets of V over the whole visible area (call after everything else is drawn, so that
+    the limits are final); V is left blank where it is undefined (e.g. the logarithms of
+    Lotka-Volterra's V at populations ≤ 0)."""
+    (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
+    g0, g1 = np.meshgrid(np.linspace(x0, x1, n), np.linspace(y0, y1, n))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        v = np.asarray(system.lyapunov(np.stack([g0, g1], axis=-1)), dtype=float)
+    v = np.where(np.isfinite(v), v, np.nan)
+    finite = v[np.isfinite(v)]
+    if finite.size < 4:
+        return
+    levels = np.unique(np.quantile(finite, np.linspace(0.02, 0.9, 14)))
+    ax.contour(g0, g1, v, levels=levels, colors="0.35", linewidths=0.6, linestyles="solid", alpha=0.8, zorder=1)
+    ax.set_xlim(x0, x1)
+    ax.set_ylim(y0, y1)
 
 
+def _ranks(v: np.ndarray) -> np.ndarray:
+    """Ranks scaled to [0, 1] (ties share their mean rank), the scale Spearman's ρ correlates."""
+    from scipy.stats import rankdata
+
+    return (rankdata(v) - 1) / max(len(v) - 1, 1)
+
+
+@_styled
 def attention_vs_sensitivity(path: Path, t: np.ndarray, attention: np.ndarray, sensitivity: np.ndarray,
                              metrics: dict[str, float], sensitivity_name: str) -> Path:
-    """Normalised attention and sensitivity over time, their scatter with r and ρ, and the model's ρ
-    beside the controls (state norm, best linear score, untrained model) with p and excess."""
-    fig, (ax_t, ax_s, ax_c) = plt.subplots(1, 3, figsize=(16, 4.2), width_ratios=[2.2, 1, 1])
-    ax_t.plot(t, _minmax(attention), color="black", lw=1.3, label="attention (normalised)")
-    ax_t.plot(t, _minmax(sensitivity), color="tab:orange", lw=1.3, label=f"{sensitivity_name} (normalised)")
+    """Attention (relative to uniform, log) and the sensitivity over time, their scatter on rank
+    axes with r and ρ, and the model's ρ beside the controls (state norm, best linear score,
+    untrained model) with p and excess.
+
+    The scatter uses ranks because softmax attention piles almost every step onto ≈ 0: on value
+    axes the cloud is a line along the bottom, while ranks spread it out and are exactly what
+    Spearman's ρ correlates."""
+    label = measure_name(sensitivity_name)
+    fig, (ax_t, ax_s, ax_c) = plt.subplots(1, 3, figsize=(17, 4.6), width_ratios=[2.2, 1, 1])
+    ax_t.plot(t, relative_attention(attention), color="black", lw=1.2)
+    ax_t.set_yscale("log")
+    ax_t.set_ylim(*ATTENTION_RANGE)
+    ax_t.set_ylabel("attention relative to uniform, T·a_t")
     ax_t.set_xlabel("t")
-    ax_t.set_ylabel("min-max normalised")
-    ax_t.legend(loc="upper right", fontsize=8)
-    ax_t.set_title("Attention against sensitivity along the orbit")
-    ax_s.scatter(sensitivity, attention, s=5, alpha=0.5, color="tab:purple", lw=0)
-    ax_s.set_xlabel(sensitivity_name)
-    ax_s.set_ylabel("attention")
-    ax_s.set_title(f"Pearson r = {metrics['align/pearson']:+.3f}   Spearman ρ = {metrics['align/spearman']:+.3f}",
-                   fontsize=9)
+    ax_v = ax_t.twinx()
+    ax_v.plot(t, sensitivity, color="tab:orange", lw=1.3)
+    ax_v.set_ylabel(label, color="tab:orange")
+    ax_v.tick_params(axis="y", colors="tab:orange")
+    handles = [Line2D([], [], color="black", lw=1.2, label="attention (left, log)"),
+               Line2D([], [], color="tab:orange", lw=1.3, label=f"{label} (right)")]
+    ax_t.legend(handles=handles, loc="lower left", bbox_to_anchor=(0.0, 1.01), ncol=2, borderaxespad=0.0,
+                frameon=False)
+    ax_s.scatter(_ranks(sensitivity), _ranks(attention), s=5, alpha=0.5, color="tab:purple", lw=0)
+    ax_s.set_xlabel("rank of the sensitivity (0 = lowest, 1 = highest)")
+    ax_s.set_ylabel("rank of attention")
+    ax_s.set_xlim(-0.02, 1.02)
+    ax_s.set_ylim(-0.02, 1.02)
+    ax_s.set_title(f"Rank scatter: Pearson r = {metrics['align/pearson']:+.3f}   "
+                   f"Spearman ρ = {metrics['align/spearman']:+.3f}")
     _controls_panel(ax_c, metrics)
+    fig.suptitle(f"Attention against the sensitivity along the orbit ({label})")
     fig.tight_layout()
     return _save(fig, path)
 
@@ -113,30 +237,59 @@ def _controls_panel(ax: plt.Axes, m: dict[str, float]) -> None:
     if "align/spearman_ci_low" in m:  # only with replicates
         ax.errorbar(values[0], y[0], xerr=[[values[0] - m["align/spearman_ci_low"]],
                                            [m["align/spearman_ci_high"] - values[0]]],
-                    color="tab:red", capsize=4, lw=1.5, label="95 % CI over replicates")
-        ax.legend(loc="lower right", fontsize=7)
+                    color="tab:red", capsize=4, lw=1.5)
+        note = "red: 95 % CI over replicates"
+    else:
+        note = "1 replicate: no interval"
     ax.axvline(0, color="0.3", lw=0.8)
-    ax.set_yticks(y, labels, fontsize=8)
+    ax.set_yticks(y, labels)
     ax.set_xlim(-1, 1)
-    ax.set_xlabel("Spearman ρ with the sensitivity")
-    ax.set_title(f"excess {m['align/excess']:+.3f}   circular-shift p = {m['align/pvalue']:.3f}", fontsize=9)
+    ax.set_xlabel(f"Spearman ρ with the sensitivity\n({note})")
+    ax.set_title(f"Controls: excess {m['align/excess']:+.3f}   circular-shift p = {m['align/pvalue']:.3f}")
 
 
-def perturbation(path: Path, pert: PerturbationResult, epsilon: float) -> Path:
-    """Distance between kicked and unkicked orbits after kicks at extreme-attention times."""
-    fig, ax = plt.subplots(figsize=(7, 4.2))
-    for dev, color, label in ((pert.deviation_high, HIGH, "kick at highest attention"),
-                              (pert.deviation_low, LOW, "kick at lowest attention")):
-        ax.plot(pert.t, dev.T, color=color, alpha=0.2, lw=0.8)
-        ax.plot(pert.t, dev.mean(axis=0), color=color, lw=2.2, label=f"{label} (mean of {len(dev)})")
+@_styled
+def perturbation(path: Path, pert: PerturbationResult, epsilon: float, states: np.ndarray | None = None,
+                 names: tuple[str, ...] = ()) -> Path:
+    """Separation between kicked and unkicked orbits after kicks at high- and low-attention places
+    (log axis: separations grow multiplicatively), with the geometric means over the horizon whose
+    ratio is `perturb/low_over_high`; beside it, where on the orbit the kicks were made."""
+    with_orbit = states is not None and states.shape[1] >= 2
+    fig, axes = plt.subplots(1, 2 if with_orbit else 1, figsize=(12 if with_orbit else 8, 4.4), squeeze=False,
+                          width_ratios=[1.7, 1] if with_orbit else None)
+    ax = axes[0, 0]
+    for dev, color, label in ((pert.deviation_high, HIGH, "kicks at highest attention"),
+                              (pert.deviation_low, LOW, "kicks at lowest attention")):
+        ax.plot(pert.t, dev.T, color=color, alpha=0.25, lw=0.8)
+        gmean = np.exp(np.log(dev).mean(axis=0))
+        ax.plot(pert.t, gmean, color=color, lw=2.2, label=f"{label}: geometric mean of {len(dev)}")
+        level = float(np.exp(np.log(dev[:, 1:]).mean()))
+        ax.axhline(level, color=color, lw=1.0, ls="--", label=f"  geometric mean over the horizon: {level:.3g}")
+    ax.set_yscale("log")
+    ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("time since kick")
     ax.set_ylabel(f"|kicked − unkicked|  (kick size ε = {epsilon:g})")
-    ax.set_title(f"Perturbation test: low/high deviation ratio = {pert.low_over_high:.3f}")
-    ax.legend(fontsize=8)
+    ax.set_title(f"Perturbation test: low/high = {pert.low_over_high:.3f}\n"
+                 "(ratio of the dashed lines: geometric-mean separation over the whole horizon)")
+    ax.legend(loc="upper left", bbox_to_anchor=(0.0, -0.16), ncol=2, frameon=False)
+    if with_orbit:
+        ax_o = axes[0, 1]
+        ax_o.plot(states[:, 0], states[:, 1], color="0.7", lw=1.0, zorder=1)
+        ax_o.scatter(states[pert.high_idx, 0], states[pert.high_idx, 1], color=HIGH, s=28, zorder=3,
+                     label="high-attention kicks")
+        ax_o.scatter(states[pert.low_idx, 0], states[pert.low_idx, 1], color=LOW, s=28, zorder=3,
+                     label="low-attention kicks")
+        ax_o.set_xlabel(names[0] if names else "state 0")
+        ax_o.set_ylabel(names[1] if len(names) > 1 else "state 1")
+        ax_o.set_title(f"Where the kicks were made\n(pairwise ≥ {pert.min_separation:.3g} apart, range-scaled)")
+        ax_o.legend(loc="upper left", bbox_to_anchor=(0.0, -0.16), ncol=2, frameon=False)
     fig.tight_layout()
     return _save(fig, path)
 
 
+@_styled
 def attention_heads(path: Path, t: np.ndarray, head_attention: np.ndarray, sensitivity: np.ndarray,
                     metrics: dict[str, float], sensitivity_name: str) -> Path:
     """One panel per head: its per-step attention against the sensitivity, with the head's ρ.
@@ -144,25 +297,27 @@ def attention_heads(path: Path, t: np.ndarray, head_attention: np.ndarray, sensi
     Heads can specialise (one tracking the flat stretches, another the steep ones), which the
     head-averaged attention would hide.
     """
+    label = measure_name(sensitivity_name)
     n = len(head_attention)
-    fig, axes = plt.subplots(n, 1, figsize=(9, 1.9 * n + 0.6), sharex=True, squeeze=False)
+    fig, axes = plt.subplots(n, 1, figsize=(10, 1.9 * n + 0.8), sharex=True, squeeze=False)
     for h, ax in enumerate(axes[:, 0]):
-        ax.plot(t, _minmax(sensitivity), color="tab:orange", lw=1.1, label=f"{sensitivity_name} (normalised)")
-        ax.plot(t, _minmax(head_attention[h]), color="black", lw=1.0, label="attention (normalised)")
+        ax.plot(t, _minmax(sensitivity), color="tab:orange", lw=1.1, label=f"{label} (min-max normalised)")
+        ax.plot(t, _minmax(head_attention[h]), color="black", lw=1.0, label="attention (min-max normalised)")
         rho = metrics.get(f"align/spearman_head{h}", np.nan)
         r = metrics.get(f"align/pearson_head{h}", np.nan)
         ax.set_ylabel(f"head {h}")
-        ax.set_title(f"head {h}: Pearson r = {r:+.3f}   Spearman ρ = {rho:+.3f}", fontsize=9)
-    axes[0, 0].legend(loc="upper right", fontsize=8)
+        ax.set_title(f"head {h}: Pearson r = {r:+.3f}   Spearman ρ = {rho:+.3f}")
+    _legend_outside(axes[0, 0])
     axes[-1, 0].set_xlabel("t")
     fig.tight_layout()
     return _save(fig, path)
 
 
+@_styled
 def phase_response(path: Path, response: PhaseResponse, names: tuple[str, ...], t: np.ndarray,
                    attention: np.ndarray, spearman_rho: float) -> Path:
     """The PRC over one cycle, and attention against phase: does attention peak where |PRC| does?"""
-    fig, (ax_p, ax_a) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
+    fig, (ax_p, ax_a) = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
     order = np.argsort(response.phase)
     phase, shift = response.phase[order], response.shift[order]
     ax_p.axhline(0, color="0.6", lw=0.8)
@@ -171,9 +326,11 @@ def phase_response(path: Path, response: PhaseResponse, names: tuple[str, ...], 
     ax_p.set_ylabel("phase shift (cycles)")
     ax_p.set_title(f"Phase response to a kick of {response.epsilon:.3g} in {names[response.state]} "
                    f"(period {response.period:.3g})")
-    ax_p.legend(fontsize=8)
-    ax_a.scatter(response.phase_of(t), attention, s=5, color="black", alpha=0.5, lw=0)
-    ax_a.set_ylabel("attention")
+    _legend_outside(ax_p)
+    ax_a.scatter(response.phase_of(t), relative_attention(attention), s=5, color="black", alpha=0.5, lw=0)
+    ax_a.set_yscale("log")
+    ax_a.set_ylim(*ATTENTION_RANGE)
+    ax_a.set_ylabel("attention relative\nto uniform, T·a_t")
     ax_a.set_xlabel("phase (cycles; 0 = upward crossing of the section)")
     ax_a.set_title(f"Attention by phase: Spearman ρ(attention, |PRC|) = {spearman_rho:+.3f}")
     fig.tight_layout()
@@ -190,7 +347,7 @@ def write_all(out_dir: Path, system: DynamicalSystem, t: np.ndarray, clean: np.n
         phase_portrait(fig_dir / "phase_portrait.png", system, clean, noisy, attention),
         attention_vs_sensitivity(fig_dir / "attention_vs_sensitivity.png", t, attention, sensitivity, metrics,
                                  sensitivity_name),
-        perturbation(fig_dir / "perturbation.png", pert, epsilon),
+        perturbation(fig_dir / "perturbation.png", pert, epsilon, clean, system.state_names),
     ]
     if head_attention is not None:
         paths.append(attention_heads(fig_dir / "attention_heads.png", t, head_attention, sensitivity, metrics,
@@ -198,35 +355,76 @@ def write_all(out_dir: Path, system: DynamicalSystem, t: np.ndarray, clean: np.n
     return paths
 
 
+# What the report plot draws per group, with how: the model's alignment solid with round markers,
+# each no-learning baseline in the series' colour with its own line style and marker.
+REPORT_KINDS = (("spearman", "trained attention", "-", "o"),
+                ("spearman_init", "untrained attention", (0, (1, 1)), "v"),
+                ("baseline_norm", "state norm", "--", "s"),
+                ("baseline_linear", "best linear score", "-.", "^"))
+
+
+@_styled
 def alignment_by_group(path: Path, factors: list[str], params: list[dict[str, str]], rows: list[dict[str, float]],
-                       x_key: str) -> Path:
-    """Mean Spearman ρ with its 95 % CI band against `x_key` (noise level), one line per setting of
-    the other factors (e.g. per model), baselines dashed and dotted in the same colour. Without
-    `x_key` among the factors, one point per group with its CI as an error bar."""
-    fig, ax = plt.subplots(figsize=(8, 4.8))
+                       x_key: str, x_values: list[float] | None = None) -> Path:
+    """Mean Spearman ρ against `x_key` (noise level), one colour per setting of the other factors
+    (e.g. per model), the trained attention beside every no-learning baseline (state norm, best
+    linear score, untrained attention), each with its own line style and marker. The 95 % CI is a
+    band where a group has ≥ 2 replicates; with one the plot says that there is no interval.
+    Without `x_key` among the factors, one point per group.
+
+    `x_values` places each group on the x axis (the mean `x_key` of its runs) when `x_key` is
+    binned and `params` hold bin labels rather than numbers."""
+    fig, ax = plt.subplots(figsize=(9, 5))
     along = x_key in factors
     others = [f for f in factors if f != x_key]
     series: dict[str, list[int]] = {}
     for i, p in enumerate(params):
-        label = ", ".join(f"{f}={p[f]}" for f in others) if along else "all groups"
+        label = ", ".join(f"{f} {p[f]}" if p[f].startswith("[") else f"{f}={p[f]}" for f in others) if along else ""
         series.setdefault(label, []).append(i)
-    for (label, idx), color in zip(series.items(), plt.rcParams["axes.prop_cycle"].by_key()["color"] * 4):
-        x = np.array([float(params[i][x_key]) for i in idx]) if along else np.arange(len(idx))
-        get = lambda key: np.array([rows[i][key] for i in idx])  # noqa: E731
-        ax.plot(x, get("spearman"), "o-", color=color, label=f"{label or 'model'}: attention")
-        ax.fill_between(x, get("ci_low"), get("ci_high"), color=color, alpha=0.2, lw=0)
-        if not along:
-            ax.errorbar(x, get("spearman"), yerr=[get("spearman") - get("ci_low"), get("ci_high") - get("spearman")],
-                        fmt="none", color=color, capsize=4)
-        ax.plot(x, get("baseline_norm"), "--", color=color, lw=1, label=f"{label or 'model'}: state norm")
-        ax.plot(x, get("baseline_linear"), ":", color=color, lw=1.3, label=f"{label or 'model'}: best linear score")
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    any_band = False
+    for n, (label, idx) in enumerate(series.items()):
+        color = colors[n % len(colors)]
+        if along:
+            x = np.array([x_values[i] if x_values is not None else float(params[i][x_key]) for i in idx])
+        else:
+            x = np.array(idx, dtype=float)
+        get = lambda key: np.array([rows[i].get(key, np.nan) for i in idx], dtype=float)  # noqa: E731
+        low, high = get("ci_low"), get("ci_high")
+        band = np.isfinite(low) & np.isfinite(high)
+        if band.any():
+            any_band = True
+            if along:
+                ax.fill_between(x[band], low[band], high[band], color=color, alpha=0.18, lw=0)
+            else:
+                y = get("spearman")
+                ax.errorbar(x[band], y[band], yerr=[y[band] - low[band], high[band] - y[band]], fmt="none",
+                            color=color, capsize=4)
+        for key, _, style, marker in REPORT_KINDS:
+            main = key == "spearman"
+            ax.plot(x, get(key), ls=style if along else "none", marker=marker, color=color,
+                    lw=1.8 if main else 1.1, ms=6 if main else 5, alpha=1.0 if main else 0.85,
+                    mfc=color if main else "white")
     if not along:
         ax.set_xticks(range(len(params)), [", ".join(p[f] for f in factors) for p in params], rotation=20,
-                      fontsize=8)
+                      ha="right")
     ax.axhline(0, color="0.3", lw=0.8)
-    ax.set_xlabel(x_key if along else ", ".join(factors))
-    ax.set_ylabel("Spearman ρ, attention vs sensitivity")
-    ax.set_title("Alignment (95 % CI over replicates) and no-learning baselines; ρ < 0 = paper's claim", fontsize=9)
-    ax.legend(fontsize=7, loc="best")
+    ax.set_xlabel(("noise level" if x_key == "noise.level" else x_key) + f" ({x_key})" if along
+                  else ", ".join(factors) or "all runs")
+    ax.set_ylabel("Spearman ρ with the sensitivity")
+    ax.set_ylim(-1.05, 1.05)
+    ax.set_title("Alignment and no-learning baselines"
+                 + (" (band: 95 % CI over replicates or runs)" if any_band else "") + "; ρ < 0 = paper's claim")
+    if not any_band:
+        ax.text(0.99, 0.97, "1 replicate: no interval", transform=ax.transAxes, ha="right", va="top",
+                color="0.3", fontsize=9)
+    kinds = [Line2D([], [], color="0.2", ls=style, marker=marker, mfc="0.2" if key == "spearman" else "white",
+                    label=name) for key, name, style, marker in REPORT_KINDS]
+    legend = ax.legend(handles=kinds, title="Spearman ρ of", loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
+    if len(series) > 1 or next(iter(series)):
+        ax.add_artist(legend)
+        groups = [Line2D([], [], color=colors[n % len(colors)], lw=2.5, label=label or "all runs")
+                  for n, label in enumerate(series)]
+        ax.legend(handles=groups, title="group", loc="upper left", bbox_to_anchor=(1.01, 0.5), borderaxespad=0.0)
     fig.tight_layout()
     return _save(fig, path)

@@ -26,6 +26,11 @@ SWEEP_TAG = "lvsweep.kind"
 # Params that say where a run was recorded, not what it measured.
 NOT_A_FACTOR = ("tracking.",)
 NOISE = "noise.level"
+# A numeric factor with more distinct values than this (an Optuna study's `model.lr`, sampled from a
+# continuous range) is grouped into N_BINS quantile bins: one group per 17-digit value would give
+# one row and one plot series per run.
+MAX_LEVELS = 6
+N_BINS = 4
 COLUMNS = [  # report column, metric it comes from
     ("spearman", "align/spearman"),
     ("ci_low", "align/spearman_ci_low"),
@@ -112,16 +117,55 @@ def follows_choice(runs: Sequence[Any], key: str, varying: Sequence[str]) -> boo
 
 
 def _order(value: Optional[str]) -> tuple[int, float, str]:
+    text = str(value)
+    if text.startswith("["):  # a bin label: by its lower edge
+        text = text[1:].split(",")[0]
     try:
-        return 0, float(value), ""
+        return 0, float(text), ""
     except (TypeError, ValueError):
         return 1, 0.0, str(value)
 
 
-def group_runs(runs: Sequence[Any], factors: Sequence[str]) -> list[Group]:
+def _floats(values: Sequence[Optional[str]]) -> Optional[np.ndarray]:
+    try:
+        return np.array([float(v) for v in values])  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+
+
+def quantile_bins(values: Sequence[Optional[str]], n_bins: int = N_BINS,
+                  max_levels: int = MAX_LEVELS) -> Optional[dict[str, str]]:
+    """Each value's bin label (`[low, high)`, the last bin closed, edges `%.3g`) when the values are
+    numbers with more than `max_levels` distinct ones; None for a factor that is discrete.
+
+    Edges are quantiles of the values, so each bin holds about as many runs (a log-sampled learning
+    rate gets bins even in log scale) and ties merge bins rather than leave one empty."""
+    nums = _floats(values)
+    if nums is None or len(np.unique(nums)) <= max_levels:
+        return None
+    edges = np.unique(np.quantile(nums, np.linspace(0.0, 1.0, n_bins + 1)))
+    last = len(edges) - 2
+    labels = {}
+    for raw, x in zip(values, nums):
+        b = min(int(np.searchsorted(edges, x, side="right")) - 1, last)
+        labels[str(raw)] = f"[{edges[b]:.3g}, {edges[b + 1]:.3g}{']' if b == last else ')'}"
+    return labels
+
+
+def continuous_bins(runs: Sequence[Any], factors: Sequence[str]) -> dict[str, dict[str, str]]:
+    """Bin labels of every continuous factor, by factor."""
+    bins = {f: quantile_bins([r.data.params.get(f) for r in runs]) for f in factors}
+    return {f: b for f, b in bins.items() if b is not None}
+
+
+def group_runs(runs: Sequence[Any], factors: Sequence[str],
+               bins: Optional[dict[str, dict[str, str]]] = None) -> list[Group]:
+    """One group per setting of the factors; a binned factor's setting is its bin."""
+    bins = bins or {}
     groups: dict[tuple, Group] = {}
     for r in runs:
-        key = tuple(r.data.params.get(f) for f in factors)
+        raw = [r.data.params.get(f) for f in factors]
+        key = tuple(bins[f][str(v)] if f in bins else v for f, v in zip(factors, raw))
         groups.setdefault(key, Group(dict(zip(factors, key)), [])).runs.append(r)
     return [groups[k] for k in sorted(groups, key=lambda k: [_order(v) for v in k])]
 
@@ -130,13 +174,18 @@ def _fmt(x: float, digits: int = 3) -> str:
     return "—" if not math.isfinite(x) else f"{x:+.{digits}f}"
 
 
-def markdown(parent: Any, factors: list[str], groups: list[Group], failed: list[str], plot: str) -> str:
+def markdown(parent: Any, factors: list[str], groups: list[Group], failed: list[str], plot: str,
+             binned: Sequence[str] = ()) -> str:
     head = [*factors, "runs × replicates", "Spearman ρ (95 % CI)", "p (circular shift)", "ρ state norm",
             "ρ best linear", "ρ untrained", "excess", "val/loss"]
     lines = [f"# Ablation report: {parent.info.run_name}", "",
              f"Sweep parent run `{parent.info.run_id}`; {sum(len(g.runs) for g in groups)} finished runs "
              f"grouped by {', '.join(f'`{f}`' for f in factors) or 'nothing (no param varies)'}.", "",
              "| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    if binned:
+        lines[4:4] = [f"{', '.join(f'`{f}`' for f in binned)} take{'s' if len(binned) == 1 else ''} more than "
+                      f"{MAX_LEVELS} distinct values: grouped into {N_BINS} quantile bins [low, high), and the "
+                      "CI of a bin is a t-interval over its runs.", ""]
     for g in groups:
         r = g.row()
         ci = "" if not math.isfinite(r["ci_low"]) else f" [{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}]"
@@ -175,13 +224,17 @@ def write_report(client: Any, parent: Any, out_dir: Path) -> list[Path]:
     if not finished:
         raise LvsweepError("--parent", f"sweep '{parent.info.run_id}' has no finished child runs")
     factors = varying_params(finished)
-    groups = group_runs(finished, factors)
+    bins = continuous_bins(finished, factors)
+    groups = group_runs(finished, factors, bins)
     out_dir.mkdir(parents=True, exist_ok=True)
+    # Each group sits at the mean noise level of its runs (a bin's label is not a position).
+    x_values = ([float(np.mean([float(r.data.params[NOISE]) for r in g.runs])) for g in groups]
+                if NOISE in factors else None)
     plot = figures.alignment_by_group(out_dir / "alignment.png", factors, [g.params for g in groups],
-                                      [g.row() for g in groups], NOISE)
+                                      [g.row() for g in groups], NOISE, x_values)
     failed = [r.info.run_name or r.info.run_id for r in runs if r.info.status != "FINISHED"]
     md = out_dir / "report.md"
-    md.write_text(markdown(parent, factors, groups, failed, plot.name))
+    md.write_text(markdown(parent, factors, groups, failed, plot.name, list(bins)))
     paths = [md, write_csv(out_dir / "report.csv", factors, groups), plot]
     for path in paths:
         client.log_artifact(parent.info.run_id, str(path), artifact_path="report")
