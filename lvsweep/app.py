@@ -64,7 +64,7 @@ def run_job(cfg: DictConfig) -> float:
         recorder = open_run(plain, run_name(cfg, multirun), parent)
         # The orbit first (cached for the pipeline): an ODE that blows up or exceeds its bounds fails
         # before seconds of torch imports.
-        from lvsweep.simulate import simulate
+        from lvsweep.systems.simulate import simulate
 
         simulate(plain.system)
         # Imported only now: a bad value or an unreachable store is reported before seconds of torch imports.

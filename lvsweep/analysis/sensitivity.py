@@ -5,7 +5,7 @@ normal derivative ∇V·n̂, n̂ the outward unit normal of the orbit. For a con
 (Lotka-Volterra) n̂ is built from the orbit's geometry alone (the tangent turned towards the
 outside), so that ∇V·n̂ = |∇V| is a checkable fact, not a definition; otherwise n̂ is the part of
 ∇V across the flow. `ftle`, for any system: the finite-time Lyapunov exponent over a horizon
-(lvsweep.ftle), with kicks along the direction that grows fastest. `auto` picks the analytic
+(`lvsweep.analysis.ftle`), with kicks along the direction that grows fastest. `auto` picks the analytic
 measure where V exists.
 """
 from __future__ import annotations
