@@ -81,7 +81,7 @@ def omegaconf_line(error: OmegaConfBaseException) -> str:
     key = getattr(error, "full_key", None) or "config"
     parent = getattr(error, "parent_node", None)
     if isinstance(error, (ConfigKeyError, ConfigAttributeError)) and parent is not None and hasattr(parent, "keys"):
-        from lvsweep.config import unknown_key_problem
+        from lvsweep.config.keys import unknown_key_problem
 
         return f"{key}: {unknown_key_problem(key, [str(k) for k in parent.keys() if k != 'hydra' and not str(k).startswith('_')])}"
     msg = " ".join(str(error).splitlines()[0].split())

@@ -15,6 +15,12 @@ class LvsweepError(Exception):
         self.problem = problem
 
 
+def require(ok: bool, field: str, problem: str) -> None:
+    """Raise `LvsweepError(field, problem)` unless `ok`: one line per check in the validators."""
+    if not ok:
+        raise LvsweepError(field, problem)
+
+
 def exit_with_error(message: str, status: int = 2) -> None:
     """Report a user error as one line on stderr and leave with a non-zero status."""
     import sys

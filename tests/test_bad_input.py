@@ -22,7 +22,9 @@ from typing import Optional
 import pytest
 
 from lvsweep.app import compose_config
-from lvsweep.config import MODEL_SCHEMAS, LvsweepConfig, ModelConfig, validate
+from lvsweep.config import validate
+from lvsweep.config.keys import MODEL_SCHEMAS
+from lvsweep.config.schema import LvsweepConfig, ModelConfig
 from lvsweep.errors import LvsweepError
 from tests.conftest import QUICK, cli_env, store_uri
 

@@ -68,11 +68,11 @@ def test_configuration_page_has_the_marker():
 
 def test_reference_lists_every_schema_field():
     hook = load_hook()
-    import lvsweep.config
+    import lvsweep.config.schema
 
     classes = hook.schema_classes()
-    schemas = [c for c in vars(lvsweep.config).values()
-               if isinstance(c, type) and dataclasses.is_dataclass(c) and c.__module__ == "lvsweep.config"]
+    schemas = [c for c in vars(lvsweep.config.schema).values()
+               if isinstance(c, type) and dataclasses.is_dataclass(c) and c.__module__ == "lvsweep.config.schema"]
     assert set(schemas) <= set(classes)
     paths = hook.config_paths()
     for cls in classes:

@@ -33,10 +33,10 @@ if str(ROOT) not in sys.path:
 
 
 def _schema_modules() -> list[Any]:
-    import lvsweep.config
+    import lvsweep.config.schema
     from hydra_plugins.lvsweep_optuna_sweeper import config as sweeper_config
 
-    return [lvsweep.config, sweeper_config]
+    return [lvsweep.config.schema, sweeper_config]
 
 
 def schema_classes() -> list[type]:
@@ -54,7 +54,7 @@ def config_paths() -> dict[type, str]:
 
     Walked from the root schema through its dataclass-typed fields; a subclass of a placed schema
     (the model options) shares its base's place."""
-    import lvsweep.config as c
+    import lvsweep.config.schema as c
     from hydra_plugins.lvsweep_optuna_sweeper.config import OptunaSweeperConf
 
     paths: dict[type, str] = {c.LvsweepConfig: "", OptunaSweeperConf: "hydra.sweeper"}

@@ -18,7 +18,7 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 from scipy.integrate import solve_ivp
 
-from lvsweep.config import MAX_SECONDS, MAX_STEPS, ODE_METHODS as METHODS
+from lvsweep.config.schema import MAX_SECONDS, MAX_STEPS, ODE_METHODS as METHODS
 from lvsweep.errors import LvsweepError
 from lvsweep.systems import DynamicalSystem, check_start, make_system
 
