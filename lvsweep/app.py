@@ -18,7 +18,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from lvsweep import __version__
-from lvsweep.config import CONF_MODULE, register_configs, validate
+from lvsweep.config import CONF_MODULE, validate
 from lvsweep.errors import LvsweepError, exit_with_error
 
 if TYPE_CHECKING:
@@ -27,7 +27,6 @@ if TYPE_CHECKING:
 
 OBJECTIVE = "align/anticorrelation"
 
-register_configs()
 
 
 def plain_config(cfg: DictConfig) -> DictConfig:

@@ -1,4 +1,8 @@
-"""The figures a reader of the paper looks for, written as PNG files (Agg backend, no display)."""
+"""The figures a reader of the paper looks for, written as PNG files.
+
+Figures are built with matplotlib's object API (`Figure`, no pyplot): nothing here selects a
+backend or keeps global figure state, so importing this module changes nothing in the process.
+"""
 from __future__ import annotations
 
 import functools
@@ -7,17 +11,16 @@ from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 import matplotlib
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.colors import LogNorm
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.colors import LogNorm  # noqa: E402
-from matplotlib.lines import Line2D  # noqa: E402
-from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter  # noqa: E402
-
-from lvsweep.analysis.perturbation import PerturbationResult  # noqa: E402
-from lvsweep.analysis.prc import PhaseResponse  # noqa: E402
-from lvsweep.systems import DynamicalSystem  # noqa: E402
+from lvsweep.analysis.perturbation import PerturbationResult
+from lvsweep.analysis.prc import PhaseResponse
+from lvsweep.systems import DynamicalSystem
 
 HIGH, LOW = "tab:red", "tab:blue"
 # Attention relative to uniform (T·a_t: 1 = every step weighted alike) is drawn on one fixed log range
@@ -62,20 +65,25 @@ def _styled(draw: F) -> F:
     (not only the save) runs inside the style."""
     @functools.wraps(draw)
     def wrapper(*args: Any, **kwargs: Any) -> Path:
-        with plt.rc_context(STYLE):
+        with matplotlib.rc_context(STYLE):
             return draw(*args, **kwargs)
     return wrapper  # type: ignore[return-value]
 
 
-def _legend_outside(ax: plt.Axes, **kwargs: Any) -> None:
+def _subplots(*shape: int, figsize: tuple[float, float], **kwargs: Any) -> tuple[Figure, Any]:
+    """A new figure and its axes, like `pyplot.subplots` but owned by no global state."""
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(*shape, **kwargs)
+
+
+def _legend_outside(ax: Axes, **kwargs: Any) -> None:
     """The legend in the margin right of the axes, never over the data."""
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, **kwargs)
 
 
-def _save(fig: plt.Figure, path: Path) -> Path:
+def _save(fig: Figure, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=DPI, bbox_inches="tight")  # tight: legends outside the axes stay in
-    plt.close(fig)
     return path
 
 
@@ -87,7 +95,7 @@ def timeseries(path: Path, t: np.ndarray, clean: np.ndarray, noisy: np.ndarray, 
 
     The kick times are marked on a row shared by all states rather than on a curve: a marker on one
     state's curve would suggest the attention belongs to that state."""
-    fig, (ax, ax_r, ax_a) = plt.subplots(3, 1, figsize=(10, 6.2), sharex=True, height_ratios=[3, 0.45, 1.5])
+    fig, (ax, ax_r, ax_a) = _subplots(3, 1, figsize=(10, 6.2), sharex=True, height_ratios=[3, 0.45, 1.5])
     noise = _has_noise(clean, noisy)
     for i, name in enumerate(names):
         line, = ax.plot(t, clean[:, i], lw=1.6, label=name)
@@ -134,7 +142,7 @@ def phase_portrait(path: Path, system: DynamicalSystem, clean: np.ndarray, noisy
     each run would give the same colour different meanings in two runs of a sweep."""
     names = system.state_names
     pairs = list(combinations(range(system.dim), 2))
-    fig, axes = plt.subplots(1, len(pairs), figsize=(5.2 * len(pairs) + 1.2, 4.8), squeeze=False)
+    fig, axes = _subplots(1, len(pairs), figsize=(5.2 * len(pairs) + 1.2, 4.8), squeeze=False)
     noise = _has_noise(clean, noisy)
     rel = relative_attention(attention)
     order = np.argsort(rel, kind="stable")  # the highest attention drawn last, on top
@@ -165,7 +173,7 @@ def phase_portrait(path: Path, system: DynamicalSystem, clean: np.ndarray, noisy
     return _save(fig, path)
 
 
-def _lyapunov_contours(ax: plt.Axes, system: DynamicalSystem, n: int = 240) -> None:
+def _lyapunov_contours(ax: Axes, system: DynamicalSystem, n: int = 240) -> None:
     """Level sets of V over the whole visible area (call after everything else is drawn, so that
     the limits are final); V is left blank where it is undefined (e.g. the logarithms of
     Lotka-Volterra's V at populations ≤ 0)."""
@@ -201,7 +209,7 @@ def attention_vs_sensitivity(path: Path, t: np.ndarray, attention: np.ndarray, s
     axes the cloud is a line along the bottom, while ranks spread it out and are exactly what
     Spearman's ρ correlates."""
     label = measure_name(sensitivity_name)
-    fig, (ax_t, ax_s, ax_c) = plt.subplots(1, 3, figsize=(17, 4.6), width_ratios=[2.2, 1, 1])
+    fig, (ax_t, ax_s, ax_c) = _subplots(1, 3, figsize=(17, 4.6), width_ratios=[2.2, 1, 1])
     ax_t.plot(t, relative_attention(attention), color="black", lw=1.2)
     ax_t.set_yscale("log")
     ax_t.set_ylim(*ATTENTION_RANGE)
@@ -228,7 +236,7 @@ def attention_vs_sensitivity(path: Path, t: np.ndarray, attention: np.ndarray, s
     return _save(fig, path)
 
 
-def _controls_panel(ax: plt.Axes, m: dict[str, float]) -> None:
+def _controls_panel(ax: Axes, m: dict[str, float]) -> None:
     labels = ["model", "untrained model", "state norm", "best linear score"]
     values = [m["align/spearman"], m["align/spearman_init"], m["align/baseline_norm"], m["align/baseline_linear"]]
     colors = ["black", "0.6", "tab:green", "tab:blue"]
@@ -255,7 +263,7 @@ def perturbation(path: Path, pert: PerturbationResult, epsilon: float, states: n
     (log axis: separations grow multiplicatively), with the geometric means over the horizon whose
     ratio is `perturb/low_over_high`; beside it, where on the orbit the kicks were made."""
     with_orbit = states is not None and states.shape[1] >= 2
-    fig, axes = plt.subplots(1, 2 if with_orbit else 1, figsize=(12 if with_orbit else 8, 4.4), squeeze=False,
+    fig, axes = _subplots(1, 2 if with_orbit else 1, figsize=(12 if with_orbit else 8, 4.4), squeeze=False,
                           width_ratios=[1.7, 1] if with_orbit else None)
     ax = axes[0, 0]
     for dev, color, label in ((pert.deviation_high, HIGH, "kicks at highest attention"),
@@ -299,7 +307,7 @@ def attention_heads(path: Path, t: np.ndarray, head_attention: np.ndarray, sensi
     """
     label = measure_name(sensitivity_name)
     n = len(head_attention)
-    fig, axes = plt.subplots(n, 1, figsize=(10, 1.9 * n + 0.8), sharex=True, squeeze=False)
+    fig, axes = _subplots(n, 1, figsize=(10, 1.9 * n + 0.8), sharex=True, squeeze=False)
     for h, ax in enumerate(axes[:, 0]):
         ax.plot(t, _minmax(sensitivity), color="tab:orange", lw=1.1, label=f"{label} (min-max normalised)")
         ax.plot(t, _minmax(head_attention[h]), color="black", lw=1.0, label="attention (min-max normalised)")
@@ -317,7 +325,7 @@ def attention_heads(path: Path, t: np.ndarray, head_attention: np.ndarray, sensi
 def phase_response(path: Path, response: PhaseResponse, names: tuple[str, ...], t: np.ndarray,
                    attention: np.ndarray, spearman_rho: float) -> Path:
     """The PRC over one cycle, and attention against phase: does attention peak where |PRC| does?"""
-    fig, (ax_p, ax_a) = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
+    fig, (ax_p, ax_a) = _subplots(2, 1, figsize=(9, 6), sharex=True)
     order = np.argsort(response.phase)
     phase, shift = response.phase[order], response.shift[order]
     ax_p.axhline(0, color="0.6", lw=0.8)
@@ -374,14 +382,14 @@ def alignment_by_group(path: Path, factors: list[str], params: list[dict[str, st
 
     `x_values` places each group on the x axis (the mean `x_key` of its runs) when `x_key` is
     binned and `params` hold bin labels rather than numbers."""
-    fig, ax = plt.subplots(figsize=(9, 5))
+    fig, ax = _subplots(figsize=(9, 5))
     along = x_key in factors
     others = [f for f in factors if f != x_key]
     series: dict[str, list[int]] = {}
     for i, p in enumerate(params):
         label = ", ".join(f"{f} {p[f]}" if p[f].startswith("[") else f"{f}={p[f]}" for f in others) if along else ""
         series.setdefault(label, []).append(i)
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    colors = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
     any_band = False
     for n, (label, idx) in enumerate(series.items()):
         color = colors[n % len(colors)]

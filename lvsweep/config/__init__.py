@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lvsweep.config.schema import register_configs
 from lvsweep.config.validation import validate
 
 # The configs travel inside the package (the repository's top-level conf/ is mapped to
@@ -23,4 +22,4 @@ def conf_dir() -> Path:
 
     return Path(str(files(CONF_MODULE)))
 
-__all__ = ["CONF_MODULE", "conf_dir", "register_configs", "validate"]
+__all__ = ["CONF_MODULE", "conf_dir", "validate"]

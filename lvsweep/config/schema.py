@@ -232,3 +232,6 @@ def register_configs() -> None:
     cs.store(group="tracking", name="base_tracking", node=TrackingConfig)
 
 
+# Registered when the schemas are imported, as Hydra's own plugins register theirs: a launcher's
+# worker process imports the task's module (and so this one) and composes its job's config there.
+register_configs()

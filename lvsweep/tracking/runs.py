@@ -20,7 +20,6 @@ from mlflow.tracking import MlflowClient
 from lvsweep.errors import LvsweepError
 from lvsweep.tracking.stores import check_reachable, creation_lock, mask_password, retry_locked, sqlite_path
 
-logging.getLogger("mlflow").setLevel(logging.WARNING)  # store creation and migration chatter
 
 DEFAULT_URI = "sqlite:///mlruns/mlflow.db"
 PARENT_RUN_ENV = "LVSWEEP_PARENT_RUN_ID"
@@ -39,6 +38,7 @@ def open_store(uri: str, experiment: str) -> tuple[MlflowClient, str]:
 
     A server that does not answer is reported in seconds; a new SQLite store is created by one
     process at a time (others wait on a lock file beside it, then find it made)."""
+    logging.getLogger("mlflow").setLevel(logging.WARNING)  # store creation and migration chatter
     db = sqlite_path(uri)
     artifact_location = None
     if db is None:

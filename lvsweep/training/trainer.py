@@ -14,11 +14,16 @@ from typing import Any, Sequence
 import pytorch_lightning as pl
 import torch
 
-for _name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric", "lightning"):
-    logging.getLogger(_name).setLevel(logging.WARNING)
-warnings.filterwarnings("ignore", message=r".*LeafSpec.*")
-warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
-warnings.filterwarnings("ignore", message=r".*litlogger.*")
+
+
+def quiet_lightning() -> None:
+    """Lightning's start-up chatter and the warnings that do not apply to one full-batch CPU step
+    per epoch: quietened when training starts, not when this module is imported."""
+    for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric", "lightning"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=r".*LeafSpec.*")
+    warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=r".*litlogger.*")
 
 
 def make_trainer(trainer_cfg: Any, callbacks: Sequence[pl.Callback]) -> pl.Trainer:
@@ -40,5 +45,6 @@ def make_trainer(trainer_cfg: Any, callbacks: Sequence[pl.Callback]) -> pl.Train
 
 def fit(model: pl.LightningModule, datamodule: pl.LightningDataModule, trainer_cfg: Any,
         callbacks: Sequence[pl.Callback]) -> None:
+    quiet_lightning()
     torch.set_num_threads(trainer_cfg.threads)
     make_trainer(trainer_cfg, callbacks).fit(model, datamodule=datamodule)
