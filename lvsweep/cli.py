@@ -86,6 +86,23 @@ def close_open_sweep(status: str, error: BaseException | None = None) -> None:
 
 
 def main() -> None:
+    """The entry point. SIGTERM (a SLURM time limit or preemption, a container stop, `kill`) is
+    handled from the first moment like Ctrl-C: runs are closed KILLED and the exit status says
+    which signal it was (143, or 130 for Ctrl-C), with one line on stderr instead of a traceback
+    even when it lands before the task began (during the imports)."""
+    from lvsweep import interrupts
+
+    interrupts.install()
+    try:
+        run()
+    except KeyboardInterrupt:  # outside the task: nothing of ours is open
+        print(f"lvsweep: {interrupts.stop_reason()}", file=sys.stderr)
+        sys.exit(interrupts.exit_status())
+
+
+def run() -> None:
+    from lvsweep import interrupts
+
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")
     sys.argv = [sys.argv[0], *expand_shorthands(sys.argv[1:])]
     from lvsweep.app import task  # heavy imports after argument handling
@@ -99,13 +116,14 @@ def main() -> None:
     except SweepAborted as exc:  # nothing was opened yet
         exit_with_error(one_line(exc.error))
     except (KeyboardInterrupt, SystemExit) as exc:
-        if isinstance(exc, SystemExit) and exc.code in (0, None):
+        stopped = isinstance(exc, KeyboardInterrupt) or interrupts.terminated()
+        if not stopped and exc.code in (0, None):
             raise
-        close_open_sweep("KILLED")
-        if isinstance(exc, SystemExit):
+        close_open_sweep("KILLED", interrupts.stop_exception() if stopped else None)
+        if not stopped:
             raise
-        print("lvsweep: interrupted", file=sys.stderr)
-        sys.exit(130)
+        print(f"lvsweep: {interrupts.stop_reason()}", file=sys.stderr)
+        sys.exit(interrupts.exit_status())
     except Exception as exc:  # the launcher itself failed (a worker process was killed, ...)
         if not ACTIVE:
             raise

@@ -328,9 +328,11 @@ class OptunaSweeper(Sweeper):
             returns = self._launch(trials, overrides)
         except Exception as exc:  # a sampled value Hydra cannot compose (e.g. an unknown group option)
             return any([self._tell(study, t, None, f"{type(exc).__name__}: {exc}") for t in trials])
-        except BaseException as exc:  # Ctrl-C (Lightning turns it into SystemExit): keep the study clean
+        except BaseException as exc:  # Ctrl-C or SIGTERM (Lightning turns them into SystemExit): keep the study clean
+            from lvsweep.interrupts import stop_reason
+
             for trial in trials:
-                self._tell(study, trial, None, f"interrupted ({type(exc).__name__})")
+                self._tell(study, trial, None, f"{stop_reason()} ({type(exc).__name__})")
             raise
         exhausted = False
         for trial, ret in zip(trials, returns):
