@@ -94,13 +94,15 @@ def main() -> None:
 
     interrupts.install()
     try:
-        run()
+        run_command()
     except KeyboardInterrupt:  # outside the task: nothing of ours is open
         print(f"lvsweep: {interrupts.stop_reason()}", file=sys.stderr)
         sys.exit(interrupts.exit_status())
 
 
-def run() -> None:
+def run_command() -> None:
+    """The command itself: Hydra's task, with every way it can end turned into an exit status,
+    and a sweep that ends early closed in the store."""
     from lvsweep import interrupts
 
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")
