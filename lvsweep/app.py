@@ -61,6 +61,7 @@ def run_job(cfg: DictConfig) -> float:
 
         parent = os.environ.get(PARENT_RUN_ENV) if multirun else None
         recorder = open_run(plain, run_name(cfg, multirun), parent)
+        record_config(recorder, plain, out_dir)
         # The orbit first (cached for the pipeline): an ODE that blows up or exceeds its bounds fails
         # before seconds of torch imports.
         from lvsweep.systems.simulate import simulate
@@ -74,10 +75,13 @@ def run_job(cfg: DictConfig) -> float:
         recorder.log_tags(result.tags)
         recorder.finish()
     except (KeyboardInterrupt, SystemExit) as exc:
+        from lvsweep.interrupts import stop_exception
+
+        stop = stop_exception()  # Ctrl-C or SIGTERM, whatever shape it took on the way here
         if recorder is not None:
-            recorder.finish(error=KeyboardInterrupt("interrupted"), status="KILLED")
-        if isinstance(exc, SystemExit):  # Lightning turns Ctrl-C into SystemExit(1): say what it was
-            raise KeyboardInterrupt("interrupted") from exc
+            recorder.finish(error=stop, status="KILLED")
+        if isinstance(exc, SystemExit):  # Lightning turns both into SystemExit(1): say what it was
+            raise stop from exc
         raise
     except Exception as exc:
         if recorder is None and multirun:
@@ -107,6 +111,16 @@ def open_run(plain: DictConfig, name: str, parent: Optional[str]) -> RunRecorder
     recorder = RunRecorder(client, experiment_id, name, parent, tags=dict(plain.tracking.tags))
     recorder.log_params(flatten(OmegaConf.to_container(plain)))
     return recorder
+
+
+def record_config(recorder: RunRecorder, plain: DictConfig, out_dir: Path) -> None:
+    """The resolved config as `config.yaml`, in the job's directory and as an artifact, before any
+    training: a run cut short (killed, out of memory, a time limit) still says what it was running.
+    Hydra's own `.hydra/config.yaml` beside it is unresolved and is not logged."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "config.yaml"
+    path.write_text(OmegaConf.to_yaml(plain))
+    recorder.log_artifacts([path], out_dir)
 
 
 def record_failed_job(cfg: DictConfig, name: str) -> Optional[RunRecorder]:

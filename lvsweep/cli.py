@@ -105,6 +105,10 @@ def wants_help(args: Sequence[str]) -> bool:
 
 
 def main() -> None:
+    """The entry point. SIGTERM (a SLURM time limit or preemption, a container stop, `kill`) is
+    handled from the first moment like Ctrl-C: runs are closed KILLED and the exit status says
+    which signal it was (143, or 130 for Ctrl-C), with one line on stderr instead of a traceback
+    even when it lands before the task began (during the imports)."""
     if sys.argv[1:] in (["--version"], ["-V"]):
         from lvsweep import __version__
 
@@ -115,6 +119,21 @@ def main() -> None:
 
         print(help_text())
         return
+    from lvsweep import interrupts
+
+    interrupts.install()
+    try:
+        run_command()
+    except KeyboardInterrupt:  # outside the task: nothing of ours is open
+        print(f"lvsweep: {interrupts.stop_reason()}", file=sys.stderr)
+        sys.exit(interrupts.exit_status())
+
+
+def run_command() -> None:
+    """The command itself: Hydra's task, with every way it can end turned into an exit status,
+    and a sweep that ends early closed in the store."""
+    from lvsweep import interrupts
+
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")
     sys.argv = [sys.argv[0], *expand_shorthands(sys.argv[1:])]
     from lvsweep.app import task  # heavy imports after argument handling
@@ -128,13 +147,14 @@ def main() -> None:
     except SweepAborted as exc:  # nothing was opened yet
         exit_with_error(one_line(exc.error))
     except (KeyboardInterrupt, SystemExit) as exc:
-        if isinstance(exc, SystemExit) and exc.code in (0, None):
+        stopped = isinstance(exc, KeyboardInterrupt) or interrupts.terminated()
+        if not stopped and exc.code in (0, None):
             raise
-        close_open_sweep("KILLED")
-        if isinstance(exc, SystemExit):
+        close_open_sweep("KILLED", interrupts.stop_exception() if stopped else None)
+        if not stopped:
             raise
-        print("lvsweep: interrupted", file=sys.stderr)
-        sys.exit(130)
+        print(f"lvsweep: {interrupts.stop_reason()}", file=sys.stderr)
+        sys.exit(interrupts.exit_status())
     except Exception as exc:  # the launcher itself failed (a worker process was killed, ...)
         if not ACTIVE:
             raise

@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from omegaconf import OmegaConf
 
 from lvsweep.analysis import figures
 from lvsweep.analysis.alignment import pearson, spearman
@@ -82,9 +81,6 @@ def run_experiment(cfg: Any, sink: MetricSink, out_dir: Path) -> RunResult:
         write_replicates_csv(out_dir / "replicates.csv", seeds, replicate_attention, init_attention,
                              profile.values, model, datamodule.val_batch),
     ]
-    config_path = out_dir / "config.yaml"
-    config_path.write_text(OmegaConf.to_yaml(cfg))
-    artifacts.append(config_path)
     if cfg.analysis.figures:
         artifacts += figures.write_all(out_dir, system, data.t, data.clean, data.replicates_train()[0], attention,
                                        profile.values, profile.kind, metrics, pert, p.epsilon, heads)

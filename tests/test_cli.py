@@ -10,7 +10,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from tests.helpers.servers import MlflowServer
-from tests.conftest import QUICK, run_cli, store_uri
+from tests.conftest import HANG_S, QUICK, run_cli, store_uri
 
 METRICS = {"train/loss", "val/loss", "align/pearson", "align/spearman", "align/anticorrelation",
            "perturb/low_over_high"}
@@ -154,7 +154,7 @@ def test_failures_during_a_run_are_recorded_and_lose_nothing(tmp_path, override,
 
 def test_mlflow_server_serves_the_sweep_over_rest(noise_sweep, tmp_path):
     cwd, _ = noise_sweep
-    server = MlflowServer(store_uri(cwd), tmp_path / "artifacts").start()
+    server = MlflowServer(store_uri(cwd), tmp_path / "artifacts").start(timeout_s=HANG_S)
     base = server.url
     try:
         exp = _get(f"{base}/api/2.0/mlflow/experiments/get-by-name?experiment_name=lvsweep")["experiment"]
@@ -174,11 +174,11 @@ def test_mlflow_server_serves_the_sweep_over_rest(noise_sweep, tmp_path):
 
 
 def _get(url: str) -> dict:
-    with urllib.request.urlopen(url, timeout=10) as resp:
+    with urllib.request.urlopen(url, timeout=HANG_S) as resp:
         return json.load(resp)
 
 
 def _post(url: str, body: dict) -> dict:
     req = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=10) as resp:
+    with urllib.request.urlopen(req, timeout=HANG_S) as resp:
         return json.load(resp)

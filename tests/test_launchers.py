@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import QUICK, run_cli, start_cli, store_uri
+from tests.conftest import QUICK, finish_cli, run_cli, start_cli, store_uri
 
 FAST = [*QUICK, "analysis.figures=false"]
 
@@ -50,7 +50,7 @@ def test_processes_creating_a_new_store_at_once_all_land(tmp_path):
     (without the lock both migrate it and one dies on 'duplicate column name')."""
     procs = [start_cli(tmp_path, *FAST, f"seed={seed}") for seed in (0, 1)]
     for p in procs:
-        _, err = p.communicate(timeout=240)
+        _, err = finish_cli(p)
         assert p.returncode == 0, err
     client = MlflowClient(tracking_uri=store_uri(tmp_path))
     runs = client.search_runs([client.get_experiment_by_name("lvsweep").experiment_id])

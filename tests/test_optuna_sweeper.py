@@ -24,7 +24,7 @@ from hydra_plugins.lvsweep_optuna_sweeper._study import StudySweeper
 from hydra_plugins.lvsweep_optuna_sweeper.config import OptunaSweeperConf
 from hydra_plugins.lvsweep_optuna_sweeper.lvsweep_optuna_sweeper import check_settings
 from lvsweep.errors import LvsweepError
-from tests.conftest import run_cli, start_cli, store_uri
+from tests.conftest import finish_cli, run_cli, start_cli, store_uri
 
 QUICK = ["trainer.epochs=20", "system.n_steps=200", "analysis.figures=false", "analysis.perturb.k=3"]
 OBJECTIVE = "align/anticorrelation"
@@ -167,7 +167,7 @@ def test_study_is_tracked_then_continued_by_two_parallel_workers(tmp_path):
     # Two more invocations of the same study, started together: both resume it and share it.
     workers = [start_cli(tmp_path, *search, "hydra.sweeper.n_trials=2") for _ in range(2)]
     for w in workers:
-        _, err = w.communicate(timeout=240)
+        _, err = finish_cli(w)
         assert w.returncode == 0, err
     trials = load_study(tmp_path, "s").get_trials()
     assert sorted(t.number for t in trials) == list(range(7))

@@ -12,7 +12,7 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from tests.helpers.servers import PG_PASSWORD, MlflowServer, PostgresCluster, free_port
-from tests.conftest import cli_env, run_cli, start_cli
+from tests.conftest import HANG_S, cli_env, finish_cli, run_cli, start_cli
 
 QUICK = ["trainer.epochs=20", "system.n_steps=200", "analysis.figures=false", "analysis.perturb.k=3"]
 OBJECTIVE = "align/anticorrelation"
@@ -24,7 +24,7 @@ def servers(tmp_path_factory):
     try:
         study_url = cluster.create_database("optuna")
         server = MlflowServer(cluster.create_database("mlflow"), tmp_path_factory.mktemp("mlflow") / "artifacts")
-        server.start()
+        server.start(timeout_s=HANG_S)
         try:
             yield cluster, study_url, server
         finally:
@@ -41,7 +41,7 @@ def test_two_workers_share_a_postgres_study_and_log_to_the_mlflow_server(servers
               "hydra.sweeper.n_trials=3", *QUICK]
     workers = [start_cli(tmp_path, *search, env=env) for _ in range(2)]
     for w in workers:
-        _, err = w.communicate(timeout=240)
+        _, err = finish_cli(w)
         assert w.returncode == 0, err
 
     trials = optuna.load_study(study_name="pg", storage=study_url).get_trials()

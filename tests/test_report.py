@@ -16,13 +16,13 @@ import numpy as np
 from lvsweep.tracking.report import (COLUMNS, N_BINS, continuous_bins, group_runs, markdown, quantile_bins,
                                      varying_params)
 
-from conftest import QUICK, run_cli, store_uri
+from conftest import HANG_S, QUICK, run_cli, store_uri
 
 
 def run_report(cwd: Path, *args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     return subprocess.run([sys.executable, "-m", "lvsweep.report", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=120)
+                          text=True, timeout=HANG_S)
 
 
 @pytest.fixture(scope="module")

@@ -3,30 +3,31 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-import time
 
 import pytest
 
 from lvsweep.errors import LvsweepError
 from tests.helpers.servers import free_port
 from lvsweep.tracking.stores import check_reachable, creation_lock, mask_password, retry_locked
+from tests.conftest import HANG_S
 
 
 def test_a_write_that_meets_a_locked_database_is_retried_until_the_lock_goes(tmp_path):
     db = tmp_path / "x.db"
     sqlite3.connect(db).execute("CREATE TABLE t (v INTEGER)")
-    holder = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+    holder = sqlite3.connect(db, isolation_level=None)
     holder.execute("BEGIN EXCLUSIVE")  # another process's write transaction
-    threading.Timer(0.5, holder.execute, ["COMMIT"]).start()
     attempts = []
 
     def write() -> None:
-        attempts.append(time.monotonic())
+        attempts.append(1)
+        if len(attempts) == 3:  # the lock goes after two refused attempts, however slow the machine
+            holder.execute("COMMIT")
         with sqlite3.connect(db, timeout=0) as conn:  # no busy wait: SQLite answers "locked" at once
             conn.execute("INSERT INTO t VALUES (1)")
 
     retry_locked(write)
-    assert len(attempts) > 1 and attempts[-1] - attempts[0] >= 0.4
+    assert len(attempts) == 3
     assert sqlite3.connect(db).execute("SELECT count(*) FROM t").fetchone() == (1,)
 
 
@@ -46,17 +47,21 @@ def test_the_creation_lock_lets_one_holder_in_at_a_time(tmp_path):
     uri = f"sqlite:///{tmp_path}/s.db"
     order: list[str] = []
 
+    trying = threading.Event()
+
     def second() -> None:
+        trying.set()
         with creation_lock(uri):
             order.append("second")
 
     with creation_lock(uri):
         thread = threading.Thread(target=second)
         thread.start()
-        thread.join(0.3)
+        assert trying.wait(HANG_S)
+        thread.join(0.3)  # time for it to get in, were the lock not held
         assert thread.is_alive()  # waiting on the lock file
         order.append("first")
-    thread.join(5)
+    thread.join(HANG_S)
     assert order == ["first", "second"] and (tmp_path / "s.db.lock").exists()
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sys
 import time
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional
@@ -26,6 +27,8 @@ PARENT_RUN_ENV = "LVSWEEP_PARENT_RUN_ID"
 PARENT_TAG = "mlflow.parentRunId"
 ERROR_TAG = "lvsweep.error"
 HOST_TAG, PID_TAG = "lvsweep.host", "lvsweep.pid"  # which process owns a run, to tell a lost one
+START_TAG = "lvsweep.pid_start"  # when that process started: a later process given the same pid is not it
+_LOST_CHECKED: set[tuple[str, str]] = set()  # (store, experiment) already checked for lost runs by this process
 
 
 def resolve_uri(uri: Optional[str]) -> str:
@@ -51,7 +54,11 @@ def open_store(uri: str, experiment: str) -> tuple[MlflowClient, str]:
     if db is not None:
         artifact_location = (db.parent.resolve() / "artifacts").as_uri()
     with creation_lock(uri):
-        return _open_experiment(uri, experiment, artifact_location)
+        client, experiment_id = _open_experiment(uri, experiment, artifact_location)
+    if (uri, experiment_id) not in _LOST_CHECKED:  # once per process: one query each time a command starts
+        _LOST_CHECKED.add((uri, experiment_id))
+        report_lost_runs(client, experiment_id)
+    return client, experiment_id
 
 
 def _open_experiment(uri: str, experiment: str, artifact_location: Optional[str]) -> tuple[MlflowClient, str]:
@@ -107,11 +114,15 @@ class RunRecorder:
                  parent_run_id: Optional[str] = None, tags: Optional[Mapping[str, str]] = None,
                  flush_every_s: float = 3.0) -> None:
         all_tags = {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid()), **(tags or {})}
+        stamp = process_stamp(os.getpid())
+        if stamp is not None:
+            all_tags[START_TAG] = stamp
         if parent_run_id:
             all_tags[PARENT_TAG] = parent_run_id
         self.client = client
         self.run_id = retry_locked(client.create_run, experiment_id, run_name=run_name, tags=all_tags).info.run_id
         self.flush_every_s = flush_every_s
+        self.closed = False
         self._pending: list[Metric] = []
         self._last_flush = time.monotonic()
 
@@ -139,13 +150,19 @@ class RunRecorder:
             self.client.log_artifact(self.run_id, str(path), artifact_path=None if sub == "." else sub)
 
     def finish(self, error: Optional[BaseException] = None, status: Optional[str] = None) -> None:
-        """Flush, then close as FINISHED, or FAILED/KILLED with the reason as a tag."""
+        """Flush, then close as FINISHED, or FAILED/KILLED with the reason as a tag. Only the first
+        call that gets through counts: a signal landing just after a run FINISHED (while the summary
+        prints) must not turn it into KILLED; one landing inside this call leaves it open, and the
+        interrupt path's call then closes it."""
+        if self.closed:
+            return
         self.flush()
         if error is not None:
             reason = str(error) or type(error).__name__
             close_run(self.client, self.run_id, status or "FAILED", reason)
         else:
             retry_locked(self.client.set_terminated, self.run_id, status=status or "FINISHED")
+        self.closed = True
 
 
 def close_run(client: MlflowClient, run_id: str, status: str, reason: str) -> None:
@@ -155,6 +172,75 @@ def close_run(client: MlflowClient, run_id: str, status: str, reason: str) -> No
     retry_locked(client.set_terminated, run_id, status=status)
 
 
+def process_stamp(pid: int) -> Optional[str]:
+    """What tells process `pid` from a later one that the kernel gives the same pid:
+    `proc:<boot id>:<pid namespace>:<start time in clock ticks>` from /proc (Linux), else
+    `psutil:<boot time>:<start time>` where psutil is installed; None where neither can say.
+    Raises ProcessLookupError when no process has this pid."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        if not Path("/proc/self/stat").exists():
+            return _psutil_stamp(pid)
+        os.kill(pid, 0)  # hidden by /proc's hidepid (another user's, alive: PermissionError) or gone
+        return None
+    except OSError:
+        return None
+    start = stat.rpartition(")")[2].split()[19]  # field 22; the name before ")" may hold spaces
+    return f"proc:{_BOOT_ID}:{_PID_NAMESPACE}:{start}"
+
+
+def _this_boot_and_pid_namespace() -> tuple[str, str]:
+    """This kernel's boot id and this process's pid namespace (`pid:[4026531836]` → its number)."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        boot = "unknown"
+    try:
+        namespace = "".join(c for c in os.readlink("/proc/self/ns/pid") if c.isdigit())
+    except OSError:
+        namespace = ""
+    return boot, namespace or "unknown"
+
+
+_BOOT_ID, _PID_NAMESPACE = _this_boot_and_pid_namespace()
+
+
+def _psutil_stamp(pid: int) -> Optional[str]:
+    try:
+        import psutil
+    except ImportError:
+        return None
+    try:
+        return f"psutil:{psutil.boot_time():.0f}:{psutil.Process(pid).create_time():.3f}"
+    except psutil.NoSuchProcess as exc:
+        raise ProcessLookupError(pid) from exc
+    except psutil.Error:
+        return None
+
+
+def process_gone(pid: int, recorded: Optional[str]) -> bool:
+    """True only when the process that opened a run on this host is certainly gone: no process has
+    its pid, the one that has it started at another time (the pid was reused), or the machine has
+    rebooted since. A process in another pid namespace (a container sharing the host name), or one
+    whose start cannot be read, counts as alive: its run is left for its owner."""
+    mine = process_stamp(os.getpid())
+    parts, now = (recorded or "").split(":"), (mine or "").split(":")
+    try:
+        if len(parts) == len(now) >= 3 and parts[0] == now[0]:
+            if parts[1] != now[1]:
+                return True  # rebooted since: every process of that boot has ended
+            if parts[0] == "proc" and parts[2] != now[2]:
+                return False  # another pid namespace: its pids mean nothing here
+            return process_stamp(pid) not in (None, recorded)
+        os.kill(pid, 0)  # no usable stamp (an older run, no /proc): the pid alone
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
+
+
 def _owner_is_gone(run: Any) -> bool:
     """True when the process that opened the run was this one or has ended, on this host. A run
     owned elsewhere, or by a process still alive, may yet be closed by its owner."""
@@ -162,15 +248,44 @@ def _owner_is_gone(run: Any) -> bool:
     if tags.get(HOST_TAG) != socket.gethostname() or not tags.get(PID_TAG, "").isdigit():
         return False
     pid = int(tags[PID_TAG])
-    if pid == os.getpid():
-        return True
+    return pid == os.getpid() or process_gone(pid, tags.get(START_TAG))
+
+
+def close_lost_runs(client: MlflowClient, experiment_id: str) -> list[Any]:
+    """Close as FAILED every run of this host left RUNNING by a process that is gone (SIGKILL, the
+    out-of-memory killer, a crash of the interpreter): nothing of that process can close it any
+    more. Runs of live processes and of other hosts are never touched: from here those cannot be
+    told dead from slow. One query, narrowed by status and host; returns the runs closed."""
+    host = socket.gethostname()
+    quoted = host.replace("'", "\\'")
+    running = client.search_runs([experiment_id], max_results=10_000,
+                                 filter_string=f"attributes.status = 'RUNNING' and tags.`{HOST_TAG}` = '{quoted}'")
+    closed = []
+    for run in running:
+        pid = run.data.tags.get(PID_TAG, "")
+        if not pid.isdigit() or int(pid) == os.getpid() or not process_gone(int(pid), run.data.tags.get(START_TAG)):
+            continue
+        # The owner is gone, so the status cannot change under us any more: read it again, for a
+        # run that its owner closed between the query and its end is not lost.
+        if client.get_run(run.info.run_id).info.status != "RUNNING":
+            continue
+        close_run(client, run.info.run_id, "FAILED",
+                  f"lost: process {pid} on host {host} is gone and left this run RUNNING (killed by SIGKILL "
+                  f"or the out-of-memory killer, or crashed); closed by process {os.getpid()}")
+        closed.append(run)
+    return closed
+
+
+def report_lost_runs(client: MlflowClient, experiment_id: str) -> None:
+    """Close lost runs, saying so; a failure here must not stop the command that opened the store."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:  # alive, another user's
-        return False
-    return False
+        closed = close_lost_runs(client, experiment_id)
+    except Exception as exc:
+        print(f"lvsweep: warning: lost runs were not checked: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return
+    for run in closed:
+        print(f"run {run.info.run_id} ({run.info.run_name}) was left RUNNING by process "
+              f"{run.data.tags[PID_TAG]}, which is gone: closed as FAILED (lost)")
 
 
 def child_runs(client: MlflowClient, experiment_id: str, parent_run_id: str, where: str = "") -> list[Any]:
