@@ -149,8 +149,10 @@ def test_study_is_tracked_then_continued_by_two_parallel_workers(tmp_path):
     (parent,) = parents
     assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parent.info.run_id}
     by_trial = {int(r.data.tags["optuna_trial"]): r for r in children}
+    assert study.metric_names == [OBJECTIVE]  # optuna-dashboard names the objective after the metric
     for t in trials:
         run = by_trial[t.number]
+        assert t.user_attrs["mlflow_run_id"] == run.info.run_id  # the trial links to its run
         assert run.info.run_name == f"trial_{t.number}" and run.data.tags["optuna_study"] == "s"
         assert run.data.tags["optuna_storage"] == f"sqlite:///{tmp_path}/mlruns/optuna.db"
         assert t.value == pytest.approx(run.data.metrics[OBJECTIVE], rel=1e-12)
@@ -180,6 +182,7 @@ def test_study_is_tracked_then_continued_by_two_parallel_workers(tmp_path):
     for t in trials:
         run = next(r for r in children if r.data.tags["optuna_trial"] == str(t.number))
         assert t.value == pytest.approx(run.data.metrics[OBJECTIVE], rel=1e-12)
+        assert t.user_attrs["mlflow_run_id"] == run.info.run_id  # parallel workers link their own trials
 
 
 def test_failed_trial_is_recorded_and_multi_objective_study_keeps_pairs(tmp_path):

@@ -58,7 +58,7 @@ def test_report_has_one_row_per_group_with_the_numbers_mlflow_holds(sweep):
     assert len(table) == 1 + 4  # the header and one row per group
     assert "| linear | 2.0 | 1 × 2 |" in md
     logged = {f.path for f in client.list_artifacts(parent.info.run_id, "report")}
-    assert logged == {"report/report.md", "report/report.csv", "report/alignment.png"}
+    assert logged == {"report/report.md", "report/report.csv", "report/alignment.png", "report/report.html"}
     child_files = {f.path for f in client.list_artifacts(children[0].info.run_id)}
     assert "replicates.csv" in child_files
 

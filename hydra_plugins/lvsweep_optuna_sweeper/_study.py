@@ -21,7 +21,7 @@ from optuna.trial import TrialState
 from hydra_plugins.lvsweep_optuna_sweeper._search_space import (SearchSpace, format_value, parse_search_space,
                                                                  suggest)
 from hydra_plugins.lvsweep_optuna_sweeper._storage import FaultSettings, Heartbeat, open_storage, recover, storage_label
-from hydra_plugins.lvsweep_optuna_sweeper._tracking import ParentRun, study_summary
+from hydra_plugins.lvsweep_optuna_sweeper._tracking import STUDY_TAG, TRIAL_TAG, ParentRun, study_summary
 from lvsweep.errors import LvsweepError
 from lvsweep.interrupts import stop_reason
 
@@ -156,6 +156,8 @@ class StudySweeper:
             raise LvsweepError("hydra.sweeper.direction",
                                f"study '{study.study_name}' already exists with direction(s) {found}; "
                                "use those or another study_name")
+        if study.metric_names != self.objectives:  # optuna-dashboard then names what was optimised
+            study.set_metric_names(self.objectives)
         tracker = ParentRun.find(self.config)
         tracker.describe(study, self.storage_url, self.sampler_cfg)
         recover(study, self.storage_url, tracker.client, tracker.experiment_id)
@@ -165,7 +167,7 @@ class StudySweeper:
             trials = [self._ask(study, space) for _ in range(size)]
             done += len(trials)
             with Heartbeat(storage, trials):
-                exhausted = self._run_batch(study, trials, space)
+                exhausted = self._run_batch(study, trials, space, tracker)
             if exhausted:
                 print("the sampler has covered the whole search space; stopping")
                 break
@@ -210,13 +212,15 @@ class StudySweeper:
     def _overrides(self, study: optuna.Study, trial: optuna.Trial, space: SearchSpace) -> list[str]:
         """The trial's params plus tags that tie its MLflow child run to the trial."""
         return [*space.trial_overrides(trial.params),
-                f"++tracking.tags.optuna_trial={trial.number}",
-                f"++tracking.tags.optuna_study={format_value(study.study_name)}",
+                f"++tracking.tags.{TRIAL_TAG}={trial.number}",
+                f"++tracking.tags.{STUDY_TAG}={format_value(study.study_name)}",
                 f"++tracking.tags.optuna_storage={format_value(storage_label(self.storage_url))}",
                 f"tracking.run_name=trial_{trial.number}"]
 
-    def _run_batch(self, study: optuna.Study, trials: list[optuna.Trial], space: SearchSpace) -> bool:
-        """Launch and tell one batch; True when the sampler says the search space is exhausted."""
+    def _run_batch(self, study: optuna.Study, trials: list[optuna.Trial], space: SearchSpace,
+                   tracker: ParentRun) -> bool:
+        """Launch and tell one batch; True when the sampler says the search space is exhausted.
+        Each trial is given its MLflow run id before it is told (optuna refuses attributes after)."""
         overrides = [self._overrides(study, t, space) for t in trials]
         try:
             returns = self._launch(trials, overrides)
@@ -226,6 +230,7 @@ class StudySweeper:
             for trial in trials:
                 self._tell(study, trial, None, f"{stop_reason()} ({type(exc).__name__})")
             raise
+        tracker.link_trials(study, trials)
         exhausted = False
         for trial, ret in zip(trials, returns):
             values, reason = job_outcome(ret, len(self.directions))

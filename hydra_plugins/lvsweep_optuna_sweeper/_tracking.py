@@ -1,4 +1,6 @@
-"""Tracking of the study itself: its summary and figures on the sweep's MLflow parent run."""
+"""Tracking of the study itself: its summary and figures on the sweep's MLflow parent run, and
+the links between trials and runs in both directions (each child run is tagged `optuna_study` and
+`optuna_trial`; each trial gets the user attribute `mlflow_run_id`)."""
 from __future__ import annotations
 
 import os
@@ -16,7 +18,10 @@ from omegaconf import DictConfig
 from optuna.trial import TrialState
 
 from hydra_plugins.lvsweep_optuna_sweeper._storage import storage_label
-from lvsweep.tracking.runs import PARENT_RUN_ENV, open_store, resolve_uri, write_batch
+from lvsweep.tracking.runs import PARENT_RUN_ENV, PARENT_TAG, open_store, resolve_uri, write_batch
+
+RUN_ID_ATTR = "mlflow_run_id"  # the trial's user attribute naming its MLflow run
+TRIAL_TAG, STUDY_TAG = "optuna_trial", "optuna_study"  # the run's tags naming its trial
 
 
 @dataclass
@@ -122,6 +127,28 @@ class ParentRun:
         with tempfile.TemporaryDirectory() as tmp:
             for path in study_figures(study, objectives, Path(tmp)):
                 self.client.log_artifact(self.run_id, str(path), artifact_path="figures")
+
+    def link_trials(self, study: optuna.Study, trials: Sequence[optuna.trial.Trial]) -> dict[int, str]:
+        """Give each of `trials` (launched, not yet told) the user attribute `mlflow_run_id` of its
+        run; returns {trial number: run id}. One search of the store per batch: the store is shared
+        by every launcher, unlike a job's output directory, and a job's return value is the
+        objective the sampler reads. A trial whose job recorded no run gets no attribute."""
+        if self.client is None or self.experiment_id is None or not trials:
+            return {}
+        name = study.study_name.replace("'", "\\'")
+        where = f"tags.`{STUDY_TAG}` = '{name}'"
+        if self.run_id:
+            where += f" and tags.`{PARENT_TAG}` = '{self.run_id}'"
+        runs = self.client.search_runs([self.experiment_id], filter_string=where,
+                                       order_by=["attributes.start_time ASC"], max_results=10_000)
+        by_number = {r.data.tags.get(TRIAL_TAG): r.info.run_id for r in runs}  # a later run of a number wins
+        found: dict[int, str] = {}
+        for trial in trials:
+            run_id = by_number.get(str(trial.number))
+            if run_id is not None:
+                trial.set_user_attr(RUN_ID_ATTR, run_id)
+                found[trial.number] = run_id
+        return found
 
     def _log(self, params: Optional[Mapping[str, Any]] = None, metrics: Optional[Mapping[str, float]] = None,
              tags: Optional[Mapping[str, str]] = None) -> None:

@@ -29,6 +29,11 @@ ERROR_TAG = "lvsweep.error"
 HOST_TAG, PID_TAG = "lvsweep.host", "lvsweep.pid"  # which process owns a run, to tell a lost one
 START_TAG = "lvsweep.pid_start"  # when that process started: a later process given the same pid is not it
 _LOST_CHECKED: set[tuple[str, str]] = set()  # (store, experiment) already checked for lost runs by this process
+# MLflow 3's UI opens an experiment without this tag in its GenAI view (traces, an assistant);
+# this kind opens the training runs table, which is what every lvsweep experiment holds.
+EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
+# The compare-runs page lists only a run's root-level artifacts: figures are logged there too.
+COMPARABLE_DIRS = ("figures",)
 
 
 def resolve_uri(uri: Optional[str]) -> str:
@@ -67,11 +72,14 @@ def _open_experiment(uri: str, experiment: str, artifact_location: Optional[str]
         exp = client.get_experiment_by_name(experiment)
         if exp is None:
             try:
-                return client, client.create_experiment(experiment, artifact_location=artifact_location)
+                return client, client.create_experiment(experiment, artifact_location=artifact_location,
+                                                        tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
             except MlflowException as exc:  # another worker created it a moment ago
                 if exc.error_code != "RESOURCE_ALREADY_EXISTS":
                     raise
                 exp = client.get_experiment_by_name(experiment)
+        if exp.lifecycle_stage == "active" and EXPERIMENT_KIND_TAG not in exp.tags:  # made before the tag was set
+            retry_locked(client.set_experiment_tag, exp.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
     except MlflowException as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise LvsweepError("tracking.uri", f"cannot open the store {mask_password(uri)}: {first_line}") from exc
@@ -145,9 +153,13 @@ class RunRecorder:
         self._last_flush = time.monotonic()
 
     def log_artifacts(self, paths: Iterable[Path], root: Path) -> None:
+        """Each file at its path under `root`; a PNG under `figures/` also at the root under its own
+        name, because MLflow's compare-runs page offers only root-level artifacts side by side."""
         for path in paths:
             sub = path.parent.relative_to(root).as_posix()
             self.client.log_artifact(self.run_id, str(path), artifact_path=None if sub == "." else sub)
+            if sub in COMPARABLE_DIRS and path.suffix == ".png":
+                self.client.log_artifact(self.run_id, str(path))
 
     def finish(self, error: Optional[BaseException] = None, status: Optional[str] = None) -> None:
         """Flush, then close as FINISHED, or FAILED/KILLED with the reason as a tag. Only the first

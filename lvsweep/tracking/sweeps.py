@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from lvsweep.tracking.runs import RunRecorder
 
 OPTUNA_SWEEPER = "hydra_plugins.lvsweep_optuna_sweeper."
+SWEPT_TAG = "lvsweep.swept"  # comma-separated params that vary across the sweep's child runs
+SWEPT_METRIC = "swept/"  # + param: a numeric swept param again, as a metric the UI can plot and rounds
 FAILED_JOBS: list[str] = []  # read by the entry point to choose the exit status
 ACTIVE: list["MlflowSweepCallback"] = []  # the sweep under way, for the entry point to close on a fault
 
@@ -69,6 +71,7 @@ class MlflowSweepCallback(Callback):
             return
         self.close_lost("FAILED", all_jobs_returned=True)
         children = child_runs(self.parent.client, self.experiment_id, self.parent.run_id)
+        mark_swept(self.parent.client, self.parent.run_id, children)
         failed = [r.info.run_name for r in children if r.info.status != "FINISHED"]
         FAILED_JOBS[:] = failed
         scores = [r.data.metrics.get("align/anticorrelation", math.nan) for r in children]
@@ -90,6 +93,39 @@ class MlflowSweepCallback(Callback):
         close_lost_children(self.parent.client, self.experiment_id, self.parent.run_id, status,
                             "lost: the job's process ended without closing its run (killed, or dropped by "
                             "the launcher)", all_jobs_returned)
+
+
+def mark_swept(client: Any, parent_run_id: str, children: list[Any]) -> list[str]:
+    """Tag the parent and every child with the params that vary across the children, and log each
+    numeric one on the children as the metric `swept/<param>`.
+
+    Params are strings in MLflow: the UI shows `model.lr=0.00016899790776699308` in full (cut off
+    in table cells) and its compare page plots params in alphabetical order, so a sweep's factors
+    hide among ~60 fixed ones. The tag names the factors for the runs table and `tags.` filters;
+    the metric copy is rounded for display and offered where metrics are plotted. The params
+    themselves are the record and stay as they are."""
+    from mlflow.entities import Metric, RunTag
+
+    from lvsweep.tracking.report import varying_params
+    from lvsweep.tracking.stores import retry_locked
+
+    with_params = [r for r in children if r.data.params]
+    swept = varying_params(with_params) if len(with_params) > 1 else []
+    if not swept:
+        return []
+    tag = RunTag(SWEPT_TAG, ",".join(swept))
+    retry_locked(client.log_batch, parent_run_id, tags=[tag])
+    for run in with_params:
+        metrics = []
+        for key in swept:
+            try:
+                value = float(run.data.params[key])
+            except (TypeError, ValueError):  # a choice such as model.name: the tag names it, no metric
+                continue
+            if math.isfinite(value):
+                metrics.append(Metric(f"{SWEPT_METRIC}{key}", value, run.info.start_time or 0, 0))
+        retry_locked(client.log_batch, run.info.run_id, metrics=metrics, tags=[tag])
+    return swept
 
 
 def format_table(children: list[Any], parent_id: str) -> str:
