@@ -1,4 +1,4 @@
-"""Speed, measured side by side in one process: `python -m lvsweep.bench`.
+"""Speed, measured side by side in one process: `python -m benchmarks.bench`.
 
 Timings on shared machines drift, so every comparison is a ratio of runs interleaved in the same
 process (median of `--repeats`), never an absolute number checked by a test.

@@ -1,4 +1,4 @@
-"""Cost of each model: `python -m lvsweep.bench_models`.
+"""Cost of each model: `python -m benchmarks.bench_models`.
 
 Time per epoch (one full-batch Adam step, the unit `trainer.epochs` counts) at the default
 T = 1000, and the peak memory of training the transformer on a 100 000-step trajectory with the

@@ -1,13 +1,13 @@
 """Load benchmark: N sweep workers at once on one Optuna study, against SQLite files and against
 PostgreSQL with an MLflow tracking server; trials per minute, and what was lost or doubled.
 
-    python -m lvsweep.bench_scale                 # 4 workers x 10 trials on each backend
-    python -m lvsweep.bench_scale --workers 2 --trials 5 --backends sqlite
+    python -m benchmarks.bench_scale                 # 4 workers x 10 trials on each backend
+    python -m benchmarks.bench_scale --workers 2 --trials 5 --backends sqlite
 
 Each worker is the real CLI (`python -m lvsweep -m search=optuna ...`), all started together in
 one directory with the same study name. Short trials (few epochs, a short trajectory) on purpose:
 the stores, not the training, are under load. Servers are throwaway, on 127.0.0.1
-(`lvsweep.local_servers`); PostgreSQL needs its server binaries installed.
+(`tests/helpers/servers.py`); PostgreSQL needs its server binaries installed.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""FTLE cost along a long chaotic orbit: `python -m lvsweep.bench_systems`.
+"""FTLE cost along a long chaotic orbit: `python -m benchmarks.bench_systems`.
 
 The sliding scheme (one batched solve for all one-step propagators, then renormalised products
 vectorised over the orbit) is timed against the naive scheme, a fresh variational solve over the

@@ -19,7 +19,7 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
 from lvsweep.app import compose_config
-from lvsweep.stores import creation_lock
+from lvsweep.tracking.stores import creation_lock
 
 # Small but real: a full pipeline run (simulation, training, alignment, perturbation) in < 1 s.
 QUICK = ["trainer.epochs=40", "system.n_steps=300", "analysis.perturb.k=5"]

@@ -43,7 +43,7 @@ class StackedLinearAttention(AttentionModel):
     The generic `ReplicatedModel` (vmap over `functional_call`) works for this model too, but for
     a model this small its per-operation dispatch costs more than the arithmetic; one batched
     matrix product per step does the same maths at a fraction of the cost
-    (`python -m lvsweep.bench`).
+    (`python -m benchmarks.bench`).
     """
 
     def __init__(self, models: Sequence[LinearAttention]) -> None:
