@@ -13,8 +13,8 @@ from mlflow.tracking import MlflowClient
 
 import numpy as np
 
-from lvsweep.tracking.report import (COLUMNS, N_BINS, continuous_bins, group_runs, markdown, quantile_bins,
-                                     varying_params)
+from lvsweep.tracking.report import continuous_bins, group_runs, quantile_bins, varying_params
+from lvsweep.tracking.report_table import COLUMNS, N_BINS, markdown
 
 from conftest import HANG_S, QUICK, run_cli, store_uri
 

@@ -19,6 +19,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from lvsweep.errors import LvsweepError
+from lvsweep.tracking.processes import process_gone, process_stamp
 from lvsweep.tracking.stores import check_reachable, creation_lock, mask_password, retry_locked, sqlite_path
 
 
@@ -182,75 +183,6 @@ def close_run(client: MlflowClient, run_id: str, status: str, reason: str) -> No
     write_batch(client, run_id, tags={ERROR_TAG: reason[:5000],
                                       "mlflow.note.content": f"{status.title()}: {reason}"[:5000]})
     retry_locked(client.set_terminated, run_id, status=status)
-
-
-def process_stamp(pid: int) -> Optional[str]:
-    """What tells process `pid` from a later one that the kernel gives the same pid:
-    `proc:<boot id>:<pid namespace>:<start time in clock ticks>` from /proc (Linux), else
-    `psutil:<boot time>:<start time>` where psutil is installed; None where neither can say.
-    Raises ProcessLookupError when no process has this pid."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        if not Path("/proc/self/stat").exists():
-            return _psutil_stamp(pid)
-        os.kill(pid, 0)  # hidden by /proc's hidepid (another user's, alive: PermissionError) or gone
-        return None
-    except OSError:
-        return None
-    start = stat.rpartition(")")[2].split()[19]  # field 22; the name before ")" may hold spaces
-    return f"proc:{_BOOT_ID}:{_PID_NAMESPACE}:{start}"
-
-
-def _this_boot_and_pid_namespace() -> tuple[str, str]:
-    """This kernel's boot id and this process's pid namespace (`pid:[4026531836]` → its number)."""
-    try:
-        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    except OSError:
-        boot = "unknown"
-    try:
-        namespace = "".join(c for c in os.readlink("/proc/self/ns/pid") if c.isdigit())
-    except OSError:
-        namespace = ""
-    return boot, namespace or "unknown"
-
-
-_BOOT_ID, _PID_NAMESPACE = _this_boot_and_pid_namespace()
-
-
-def _psutil_stamp(pid: int) -> Optional[str]:
-    try:
-        import psutil
-    except ImportError:
-        return None
-    try:
-        return f"psutil:{psutil.boot_time():.0f}:{psutil.Process(pid).create_time():.3f}"
-    except psutil.NoSuchProcess as exc:
-        raise ProcessLookupError(pid) from exc
-    except psutil.Error:
-        return None
-
-
-def process_gone(pid: int, recorded: Optional[str]) -> bool:
-    """True only when the process that opened a run on this host is certainly gone: no process has
-    its pid, the one that has it started at another time (the pid was reused), or the machine has
-    rebooted since. A process in another pid namespace (a container sharing the host name), or one
-    whose start cannot be read, counts as alive: its run is left for its owner."""
-    mine = process_stamp(os.getpid())
-    parts, now = (recorded or "").split(":"), (mine or "").split(":")
-    try:
-        if len(parts) == len(now) >= 3 and parts[0] == now[0]:
-            if parts[1] != now[1]:
-                return True  # rebooted since: every process of that boot has ended
-            if parts[0] == "proc" and parts[2] != now[2]:
-                return False  # another pid namespace: its pids mean nothing here
-            return process_stamp(pid) not in (None, recorded)
-        os.kill(pid, 0)  # no usable stamp (an older run, no /proc): the pid alone
-    except ProcessLookupError:
-        return True
-    except PermissionError:  # alive, another user's
-        return False
-    return False
 
 
 def _owner_is_gone(run: Any) -> bool:

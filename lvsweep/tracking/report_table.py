@@ -1,0 +1,144 @@
+"""The report's table: which metric feeds each column, a group of runs as one row, and the table
+written as Markdown, as one self-contained HTML page, and as CSV at full precision."""
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from lvsweep.analysis.alignment import t_interval
+
+# A numeric factor with more distinct values than this (an Optuna study's `model.lr`, sampled from a
+# continuous range) is grouped into N_BINS quantile bins: one group per 17-digit value would give
+# one row and one plot series per run.
+MAX_LEVELS = 6
+N_BINS = 4
+COLUMNS = [  # report column, metric it comes from
+    ("spearman", "align/spearman"),
+    ("ci_low", "align/spearman_ci_low"),
+    ("ci_high", "align/spearman_ci_high"),
+    ("pvalue", "align/pvalue"),
+    ("baseline_norm", "align/baseline_norm"),
+    ("baseline_linear", "align/baseline_linear"),
+    ("spearman_init", "align/spearman_init"),
+    ("excess", "align/excess"),
+    ("val_loss", "val/loss"),
+]
+
+
+@dataclass
+class Group:
+    """The runs that share one setting of the varying params."""
+
+    params: dict[str, str]
+    runs: list[Any]
+
+    def values(self, metric: str) -> np.ndarray:
+        return np.array([r.data.metrics.get(metric, math.nan) for r in self.runs])
+
+    def row(self) -> dict[str, float]:
+        """One run: its own numbers. Several runs (the same setting recorded twice): means over runs,
+        the CI a t-interval over the runs' mean Spearman, and the largest p-value (conservative)."""
+        row = {name: float(np.mean(self.values(metric))) for name, metric in COLUMNS}
+        if len(self.runs) > 1:
+            row["ci_low"], row["ci_high"] = t_interval(self.values("align/spearman"))
+            row["pvalue"] = float(np.max(self.values("align/pvalue")))
+        row["runs"] = len(self.runs)
+        row["replicates"] = int(sum(int(r.data.params.get("replicates", 1)) for r in self.runs))
+        return row
+
+
+
+
+def _fmt(x: float, digits: int = 3) -> str:
+    return "—" if not math.isfinite(x) else f"{x:+.{digits}f}"
+
+
+NOTE = ("ρ < 0 is the paper's claim (attention high where the sensitivity is low). The CI is a "
+        "t-interval over replicates (— with one replicate). p: one-sided, attention shifted circularly "
+        "in time against the sensitivity. Baselines need no training: the noisy state's norm, and the "
+        "least-squares linear score of the noisy state with the sign that anticorrelates. excess = the "
+        "model's anticorrelation − the strongest baseline's (> 0: the model says more than a baseline).")
+
+
+def table(factors: list[str], groups: list[Group]) -> tuple[list[str], list[list[str]]]:
+    """The report's header and rows as display strings, shared by report.md and report.html."""
+    head = [*factors, "runs × replicates", "Spearman ρ (95 % CI)", "p (circular shift)", "ρ state norm",
+            "ρ best linear", "ρ untrained", "excess", "val/loss"]
+    rows = []
+    for g in groups:
+        r = g.row()
+        ci = "" if not math.isfinite(r["ci_low"]) else f" [{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}]"
+        rows.append([*(g.params[f] for f in factors), f"{r['runs']} × {r['replicates'] // r['runs']}",
+                     f"{_fmt(r['spearman'])}{ci}", f"{r['pvalue']:.3f}", _fmt(r["baseline_norm"]),
+                     _fmt(r["baseline_linear"]), _fmt(r["spearman_init"]), _fmt(r["excess"]), f"{r['val_loss']:.4g}"])
+    return head, rows
+
+
+def binned_note(binned: Sequence[str], quote: str) -> str:
+    """What the bins of continuous params mean, or nothing when no param was binned."""
+    if not binned:
+        return ""
+    return (f"{', '.join(f'{quote}{f}{quote}' for f in binned)} take{'s' if len(binned) == 1 else ''} more than "
+            f"{MAX_LEVELS} distinct values: grouped into {N_BINS} quantile bins [low, high), and the "
+            "CI of a bin is a t-interval over its runs.")
+
+
+def _intro(parent: Any, factors: list[str], groups: list[Group], quote: str) -> tuple[str, str, str]:
+    """(title, run id, sentence after the run id) for both formats; `quote` marks a param name."""
+    return (f"Ablation report: {parent.info.run_name}", parent.info.run_id,
+            f"{sum(len(g.runs) for g in groups)} finished runs grouped by "
+            f"{', '.join(f'{quote}{f}{quote}' for f in factors) or 'nothing (no param varies)'}.")
+
+
+def markdown(parent: Any, factors: list[str], groups: list[Group], failed: list[str], plot: str,
+             binned: Sequence[str] = ()) -> str:
+    head, rows = table(factors, groups)
+    title, run_id, grouped = _intro(parent, factors, groups, "`")
+    note = binned_note(binned, "`")
+    lines = [f"# {title}", "", f"Sweep parent run `{run_id}`; {grouped}", "", *([note, ""] if note else []),
+             "| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    lines += ["| " + " | ".join(cells) + " |" for cells in rows]
+    lines += ["", NOTE, "", f"![alignment]({plot})"]
+    if failed:
+        lines += ["", f"Not in the table (not FINISHED): {', '.join(failed)}."]
+    return "\n".join(lines) + "\n"
+
+
+def html_page(parent: Any, factors: list[str], groups: list[Group], failed: list[str], plot: Path,
+              binned: Sequence[str] = ()) -> str:
+    """The report as one self-contained HTML file, the plot embedded as a data URI. MLflow's
+    artifact preview shows report.md's image link as text (it cannot fetch a relative image); an
+    HTML artifact is shown rendered, with nothing to fetch."""
+    import base64
+    from html import escape
+
+    head, rows = table(factors, groups)
+    title, run_id, grouped = _intro(parent, factors, groups, "")
+    image = base64.b64encode(plot.read_bytes()).decode("ascii")
+    cells = "".join(f"<th>{escape(h)}</th>" for h in head)
+    body = "".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in r) + "</tr>" for r in rows)
+    missing = f"<p>Not in the table (not FINISHED): {escape(', '.join(failed))}.</p>" if failed else ""
+    note = f"<p>{escape(binned_note(binned, ''))}</p>" if binned else ""
+    return (f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{escape(title)}</title><style>'
+            "body{font-family:sans-serif;margin:1em}table{border-collapse:collapse}"
+            "th,td{border:1px solid #bbb;padding:3px 8px;text-align:right}th{background:#eee}"
+            f"</style></head><body><h1>{escape(title)}</h1><p>Sweep parent run <code>{escape(run_id)}</code>; "
+            f"{escape(grouped)}</p>{note}<table><thead><tr>{cells}</tr></thead><tbody>{body}</tbody></table>"
+            f'<p>{escape(NOTE)}</p><img alt="alignment" style="max-width:100%" '
+            f'src="data:image/png;base64,{image}">{missing}</body></html>\n')
+
+
+def write_csv(path: Path, factors: list[str], groups: list[Group]) -> Path:
+    names = [name for name, _ in COLUMNS]
+    with path.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow([*factors, "runs", "replicates", *names])
+        for g in groups:
+            r = g.row()
+            writer.writerow([*(g.params[f] for f in factors), r["runs"], r["replicates"], *(repr(r[n]) for n in names)])
+    return path
