@@ -1,24 +1,18 @@
-"""The figures a reader of the paper looks for, written as PNG files.
-
-Figures are built with matplotlib's object API (`Figure`, no pyplot): nothing here selects a
-backend or keeps global figure state, so importing this module changes nothing in the process.
-"""
+"""The figures of a run, written as PNG files: what a reader of the paper looks for, drawn so that
+the runs of a sweep can be compared (attention on one fixed log range in every run)."""
 from __future__ import annotations
 
-import functools
 from itertools import combinations
 from pathlib import Path
-from typing import Any, Callable, TypeVar
 
-import matplotlib
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.colors import LogNorm
-from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
 
 from lvsweep.analysis.perturbation import PerturbationResult
+from lvsweep.analysis.plotting import legend_outside, save, styled, subplots
 from lvsweep.analysis.prc import PhaseResponse
 from lvsweep.systems import DynamicalSystem
 
@@ -27,11 +21,6 @@ HIGH, LOW = "tab:red", "tab:blue"
 # in every run, so that the colours and axes of two runs of a sweep mean the same; values outside are
 # clipped to its ends.
 ATTENTION_RANGE = (1e-2, 1e2)
-# One style for every figure: the same font sizes everywhere, and a resolution at which 8-point
-# text stays legible when the MLflow UI scales the PNG down to its preview width.
-DPI = 150
-STYLE = {"font.size": 10, "axes.titlesize": 10.5, "axes.labelsize": 10, "xtick.labelsize": 9,
-         "ytick.labelsize": 9, "legend.fontsize": 9, "figure.titlesize": 11.5}
 # Display names of the sensitivity measures, by the code name runs record (`lvsweep.sensitivity`).
 MEASURE_NAMES = {"lyapunov_normal": r"Lyapunov normal derivative $\nabla V\cdot\hat{n}$",
                  "ftle": r"FTLE $\lambda(\tau)$"}
@@ -57,37 +46,7 @@ def _has_noise(clean: np.ndarray, noisy: np.ndarray) -> bool:
     return not np.allclose(clean, noisy, rtol=0.0, atol=1e-12)
 
 
-F = TypeVar("F", bound=Callable[..., Path])
-
-
-def _styled(draw: F) -> F:
-    """Draw under the common STYLE: fonts are fixed as each artist is made, so the whole drawing
-    (not only the save) runs inside the style."""
-    @functools.wraps(draw)
-    def wrapper(*args: Any, **kwargs: Any) -> Path:
-        with matplotlib.rc_context(STYLE):
-            return draw(*args, **kwargs)
-    return wrapper  # type: ignore[return-value]
-
-
-def _subplots(*shape: int, figsize: tuple[float, float], **kwargs: Any) -> tuple[Figure, Any]:
-    """A new figure and its axes, like `pyplot.subplots` but owned by no global state."""
-    fig = Figure(figsize=figsize)
-    return fig, fig.subplots(*shape, **kwargs)
-
-
-def _legend_outside(ax: Axes, **kwargs: Any) -> None:
-    """The legend in the margin right of the axes, never over the data."""
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, **kwargs)
-
-
-def _save(fig: Figure, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI, bbox_inches="tight")  # tight: legends outside the axes stay in
-    return path
-
-
-@_styled
+@styled
 def timeseries(path: Path, t: np.ndarray, clean: np.ndarray, noisy: np.ndarray, names: tuple[str, ...],
                attention: np.ndarray, pert: PerturbationResult) -> Path:
     """States over time (the noisy observations faint, when there is noise), the perturbation test's
@@ -95,7 +54,7 @@ def timeseries(path: Path, t: np.ndarray, clean: np.ndarray, noisy: np.ndarray, 
 
     The kick times are marked on a row shared by all states rather than on a curve: a marker on one
     state's curve would suggest the attention belongs to that state."""
-    fig, (ax, ax_r, ax_a) = _subplots(3, 1, figsize=(10, 6.2), sharex=True, height_ratios=[3, 0.45, 1.5])
+    fig, (ax, ax_r, ax_a) = subplots(3, 1, figsize=(10, 6.2), sharex=True, height_ratios=[3, 0.45, 1.5])
     noise = _has_noise(clean, noisy)
     for i, name in enumerate(names):
         line, = ax.plot(t, clean[:, i], lw=1.6, label=name)
@@ -106,7 +65,7 @@ def timeseries(path: Path, t: np.ndarray, clean: np.ndarray, noisy: np.ndarray, 
             for ti in t[idx]:
                 a.axvline(ti, color=color, alpha=0.22, lw=0.8, zorder=0)
     ax.set_ylabel("state")
-    _legend_outside(ax, title="clean orbit" + (" (noisy data: dots)" if noise else ""))
+    legend_outside(ax, title="clean orbit" + (" (noisy data: dots)" if noise else ""))
     what = "clean orbit (lines)" + (", noisy training data (dots)" if noise else "")
     ax.set_title(f"{what[0].upper()}{what[1:]}; perturbation-test kick times (ticks)")
     ax_r.eventplot([t[pert.high_idx], t[pert.low_idx]], lineoffsets=[1, 0], linelengths=0.8,
@@ -128,10 +87,10 @@ def timeseries(path: Path, t: np.ndarray, clean: np.ndarray, noisy: np.ndarray, 
     ax_a.set_xlabel("t")
     fig.align_ylabels([ax, ax_r, ax_a])
     fig.tight_layout()
-    return _save(fig, path)
+    return save(fig, path)
 
 
-@_styled
+@styled
 def phase_portrait(path: Path, system: DynamicalSystem, clean: np.ndarray, noisy: np.ndarray,
                    attention: np.ndarray) -> Path:
     """The orbit coloured by attention relative to uniform in every pair of state variables, over
@@ -142,7 +101,7 @@ def phase_portrait(path: Path, system: DynamicalSystem, clean: np.ndarray, noisy
     each run would give the same colour different meanings in two runs of a sweep."""
     names = system.state_names
     pairs = list(combinations(range(system.dim), 2))
-    fig, axes = _subplots(1, len(pairs), figsize=(5.2 * len(pairs) + 1.2, 4.8), squeeze=False)
+    fig, axes = subplots(1, len(pairs), figsize=(5.2 * len(pairs) + 1.2, 4.8), squeeze=False)
     noise = _has_noise(clean, noisy)
     rel = relative_attention(attention)
     order = np.argsort(rel, kind="stable")  # the highest attention drawn last, on top
@@ -170,7 +129,7 @@ def phase_portrait(path: Path, system: DynamicalSystem, clean: np.ndarray, noisy
         fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.45, 0.0), ncol=len(handles),
                    frameon=False)
     fig.suptitle("Phase portrait coloured by attention" + (", over level sets of V" if with_v else ""))
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def _lyapunov_contours(ax: Axes, system: DynamicalSystem, n: int = 240) -> None:
@@ -198,7 +157,7 @@ def _ranks(v: np.ndarray) -> np.ndarray:
     return (rankdata(v) - 1) / max(len(v) - 1, 1)
 
 
-@_styled
+@styled
 def attention_vs_sensitivity(path: Path, t: np.ndarray, attention: np.ndarray, sensitivity: np.ndarray,
                              metrics: dict[str, float], sensitivity_name: str) -> Path:
     """Attention (relative to uniform, log) and the sensitivity over time, their scatter on rank
@@ -209,7 +168,7 @@ def attention_vs_sensitivity(path: Path, t: np.ndarray, attention: np.ndarray, s
     axes the cloud is a line along the bottom, while ranks spread it out and are exactly what
     Spearman's ρ correlates."""
     label = measure_name(sensitivity_name)
-    fig, (ax_t, ax_s, ax_c) = _subplots(1, 3, figsize=(17, 4.6), width_ratios=[2.2, 1, 1])
+    fig, (ax_t, ax_s, ax_c) = subplots(1, 3, figsize=(17, 4.6), width_ratios=[2.2, 1, 1])
     ax_t.plot(t, relative_attention(attention), color="black", lw=1.2)
     ax_t.set_yscale("log")
     ax_t.set_ylim(*ATTENTION_RANGE)
@@ -233,7 +192,7 @@ def attention_vs_sensitivity(path: Path, t: np.ndarray, attention: np.ndarray, s
     _controls_panel(ax_c, metrics)
     fig.suptitle(f"Attention against the sensitivity along the orbit ({label})")
     fig.tight_layout()
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def _controls_panel(ax: Axes, m: dict[str, float]) -> None:
@@ -256,14 +215,14 @@ def _controls_panel(ax: Axes, m: dict[str, float]) -> None:
     ax.set_title(f"Controls: excess {m['align/excess']:+.3f}   circular-shift p = {m['align/pvalue']:.3f}")
 
 
-@_styled
+@styled
 def perturbation(path: Path, pert: PerturbationResult, epsilon: float, states: np.ndarray | None = None,
                  names: tuple[str, ...] = ()) -> Path:
     """Separation between kicked and unkicked orbits after kicks at high- and low-attention places
     (log axis: separations grow multiplicatively), with the geometric means over the horizon whose
     ratio is `perturb/low_over_high`; beside it, where on the orbit the kicks were made."""
     with_orbit = states is not None and states.shape[1] >= 2
-    fig, axes = _subplots(1, 2 if with_orbit else 1, figsize=(12 if with_orbit else 8, 4.4), squeeze=False,
+    fig, axes = subplots(1, 2 if with_orbit else 1, figsize=(12 if with_orbit else 8, 4.4), squeeze=False,
                           width_ratios=[1.7, 1] if with_orbit else None)
     ax = axes[0, 0]
     for dev, color, label in ((pert.deviation_high, HIGH, "kicks at highest attention"),
@@ -294,10 +253,10 @@ def perturbation(path: Path, pert: PerturbationResult, epsilon: float, states: n
         ax_o.set_title(f"Where the kicks were made\n(pairwise ≥ {pert.min_separation:.3g} apart, range-scaled)")
         ax_o.legend(loc="upper left", bbox_to_anchor=(0.0, -0.16), ncol=2, frameon=False)
     fig.tight_layout()
-    return _save(fig, path)
+    return save(fig, path)
 
 
-@_styled
+@styled
 def attention_heads(path: Path, t: np.ndarray, head_attention: np.ndarray, sensitivity: np.ndarray,
                     metrics: dict[str, float], sensitivity_name: str) -> Path:
     """One panel per head: its per-step attention against the sensitivity, with the head's ρ.
@@ -307,7 +266,7 @@ def attention_heads(path: Path, t: np.ndarray, head_attention: np.ndarray, sensi
     """
     label = measure_name(sensitivity_name)
     n = len(head_attention)
-    fig, axes = _subplots(n, 1, figsize=(10, 1.9 * n + 0.8), sharex=True, squeeze=False)
+    fig, axes = subplots(n, 1, figsize=(10, 1.9 * n + 0.8), sharex=True, squeeze=False)
     for h, ax in enumerate(axes[:, 0]):
         ax.plot(t, _minmax(sensitivity), color="tab:orange", lw=1.1, label=f"{label} (min-max normalised)")
         ax.plot(t, _minmax(head_attention[h]), color="black", lw=1.0, label="attention (min-max normalised)")
@@ -315,17 +274,17 @@ def attention_heads(path: Path, t: np.ndarray, head_attention: np.ndarray, sensi
         r = metrics.get(f"align/pearson_head{h}", np.nan)
         ax.set_ylabel(f"head {h}")
         ax.set_title(f"head {h}: Pearson r = {r:+.3f}   Spearman ρ = {rho:+.3f}")
-    _legend_outside(axes[0, 0])
+    legend_outside(axes[0, 0])
     axes[-1, 0].set_xlabel("t")
     fig.tight_layout()
-    return _save(fig, path)
+    return save(fig, path)
 
 
-@_styled
+@styled
 def phase_response(path: Path, response: PhaseResponse, names: tuple[str, ...], t: np.ndarray,
                    attention: np.ndarray, spearman_rho: float) -> Path:
     """The PRC over one cycle, and attention against phase: does attention peak where |PRC| does?"""
-    fig, (ax_p, ax_a) = _subplots(2, 1, figsize=(9, 6), sharex=True)
+    fig, (ax_p, ax_a) = subplots(2, 1, figsize=(9, 6), sharex=True)
     order = np.argsort(response.phase)
     phase, shift = response.phase[order], response.shift[order]
     ax_p.axhline(0, color="0.6", lw=0.8)
@@ -334,7 +293,7 @@ def phase_response(path: Path, response: PhaseResponse, names: tuple[str, ...], 
     ax_p.set_ylabel("phase shift (cycles)")
     ax_p.set_title(f"Phase response to a kick of {response.epsilon:.3g} in {names[response.state]} "
                    f"(period {response.period:.3g})")
-    _legend_outside(ax_p)
+    legend_outside(ax_p)
     ax_a.scatter(response.phase_of(t), relative_attention(attention), s=5, color="black", alpha=0.5, lw=0)
     ax_a.set_yscale("log")
     ax_a.set_ylim(*ATTENTION_RANGE)
@@ -342,7 +301,7 @@ def phase_response(path: Path, response: PhaseResponse, names: tuple[str, ...], 
     ax_a.set_xlabel("phase (cycles; 0 = upward crossing of the section)")
     ax_a.set_title(f"Attention by phase: Spearman ρ(attention, |PRC|) = {spearman_rho:+.3f}")
     fig.tight_layout()
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def write_all(out_dir: Path, system: DynamicalSystem, t: np.ndarray, clean: np.ndarray, noisy: np.ndarray,
@@ -365,74 +324,3 @@ def write_all(out_dir: Path, system: DynamicalSystem, t: np.ndarray, clean: np.n
 
 # What the report plot draws per group, with how: the model's alignment solid with round markers,
 # each no-learning baseline in the series' colour with its own line style and marker.
-REPORT_KINDS = (("spearman", "trained attention", "-", "o"),
-                ("spearman_init", "untrained attention", (0, (1, 1)), "v"),
-                ("baseline_norm", "state norm", "--", "s"),
-                ("baseline_linear", "best linear score", "-.", "^"))
-
-
-@_styled
-def alignment_by_group(path: Path, factors: list[str], params: list[dict[str, str]], rows: list[dict[str, float]],
-                       x_key: str, x_values: list[float] | None = None) -> Path:
-    """Mean Spearman ρ against `x_key` (noise level), one colour per setting of the other factors
-    (e.g. per model), the trained attention beside every no-learning baseline (state norm, best
-    linear score, untrained attention), each with its own line style and marker. The 95 % CI is a
-    band where a group has ≥ 2 replicates; with one the plot says that there is no interval.
-    Without `x_key` among the factors, one point per group.
-
-    `x_values` places each group on the x axis (the mean `x_key` of its runs) when `x_key` is
-    binned and `params` hold bin labels rather than numbers."""
-    fig, ax = _subplots(figsize=(9, 5))
-    along = x_key in factors
-    others = [f for f in factors if f != x_key]
-    series: dict[str, list[int]] = {}
-    for i, p in enumerate(params):
-        label = ", ".join(f"{f} {p[f]}" if p[f].startswith("[") else f"{f}={p[f]}" for f in others) if along else ""
-        series.setdefault(label, []).append(i)
-    colors = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
-    any_band = False
-    for n, (label, idx) in enumerate(series.items()):
-        color = colors[n % len(colors)]
-        if along:
-            x = np.array([x_values[i] if x_values is not None else float(params[i][x_key]) for i in idx])
-        else:
-            x = np.array(idx, dtype=float)
-        get = lambda key: np.array([rows[i].get(key, np.nan) for i in idx], dtype=float)  # noqa: E731
-        low, high = get("ci_low"), get("ci_high")
-        band = np.isfinite(low) & np.isfinite(high)
-        if band.any():
-            any_band = True
-            if along:
-                ax.fill_between(x[band], low[band], high[band], color=color, alpha=0.18, lw=0)
-            else:
-                y = get("spearman")
-                ax.errorbar(x[band], y[band], yerr=[y[band] - low[band], high[band] - y[band]], fmt="none",
-                            color=color, capsize=4)
-        for key, _, style, marker in REPORT_KINDS:
-            main = key == "spearman"
-            ax.plot(x, get(key), ls=style if along else "none", marker=marker, color=color,
-                    lw=1.8 if main else 1.1, ms=6 if main else 5, alpha=1.0 if main else 0.85,
-                    mfc=color if main else "white")
-    if not along:
-        ax.set_xticks(range(len(params)), [", ".join(p[f] for f in factors) for p in params], rotation=20,
-                      ha="right")
-    ax.axhline(0, color="0.3", lw=0.8)
-    ax.set_xlabel(("noise level" if x_key == "noise.level" else x_key) + f" ({x_key})" if along
-                  else ", ".join(factors) or "all runs")
-    ax.set_ylabel("Spearman ρ with the sensitivity")
-    ax.set_ylim(-1.05, 1.05)
-    ax.set_title("Alignment and no-learning baselines"
-                 + (" (band: 95 % CI over replicates or runs)" if any_band else "") + "; ρ < 0 = paper's claim")
-    if not any_band:
-        ax.text(0.99, 0.97, "1 replicate: no interval", transform=ax.transAxes, ha="right", va="top",
-                color="0.3", fontsize=9)
-    kinds = [Line2D([], [], color="0.2", ls=style, marker=marker, mfc="0.2" if key == "spearman" else "white",
-                    label=name) for key, name, style, marker in REPORT_KINDS]
-    legend = ax.legend(handles=kinds, title="Spearman ρ of", loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
-    if len(series) > 1 or next(iter(series)):
-        ax.add_artist(legend)
-        groups = [Line2D([], [], color=colors[n % len(colors)], lw=2.5, label=label or "all runs")
-                  for n, label in enumerate(series)]
-        ax.legend(handles=groups, title="group", loc="upper left", bbox_to_anchor=(1.01, 0.5), borderaxespad=0.0)
-    fig.tight_layout()
-    return _save(fig, path)

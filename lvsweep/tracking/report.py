@@ -128,7 +128,7 @@ def group_runs(runs: Sequence[Any], factors: Sequence[str],
 
 
 def write_report(client: Any, parent: Any, out_dir: Path) -> list[Path]:
-    from lvsweep.analysis import figures
+    from lvsweep.tracking.report_plot import alignment_by_group
     from lvsweep.tracking.runs import child_runs
 
     runs = child_runs(client, parent.info.experiment_id, parent.info.run_id)
@@ -142,7 +142,7 @@ def write_report(client: Any, parent: Any, out_dir: Path) -> list[Path]:
     # Each group sits at the mean noise level of its runs (a bin's label is not a position).
     x_values = ([float(np.mean([float(r.data.params[NOISE]) for r in g.runs])) for g in groups]
                 if NOISE in factors else None)
-    plot = figures.alignment_by_group(out_dir / "alignment.png", factors, [g.params for g in groups],
+    plot = alignment_by_group(out_dir / "alignment.png", factors, [g.params for g in groups],
                                       [g.row() for g in groups], NOISE, x_values)
     failed = [r.info.run_name or r.info.run_id for r in runs if r.info.status != "FINISHED"]
     md = out_dir / "report.md"
