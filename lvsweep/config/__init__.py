@@ -163,6 +163,12 @@ class TrainerConfig:
     align_every: int = 100
     # Torch threads for training.
     threads: int = 1
+    # Where training runs: cpu (the default: these models are small and full-batch), auto
+    # (Lightning picks a GPU when there is one, else the CPU) or gpu (CUDA; an error without it).
+    accelerator: str = "cpu"
+    # Devices of that accelerator. Training is one full batch, which data parallelism cannot split,
+    # so only 1 is accepted for now.
+    devices: int = 1
 
 
 @dataclass
@@ -200,6 +206,9 @@ class AnalysisConfig:
     prc_kick: PrcKickConfig = field(default_factory=PrcKickConfig)
     # Limit cycles: the shift is read this many cycles after the kick, once the orbit is back on the cycle.
     prc_cycles: int = 10
+    # Log the trained model as the run's MLflow PyTorch model `model` (about 0.2 s a run, plus
+    # about 1-3 s once per process the first time; see docs/performance.md).
+    log_model: bool = True
 
 
 @dataclass
@@ -237,10 +246,13 @@ class LvsweepConfig:
     objectives: List[str] = field(default_factory=lambda: ["align/anticorrelation"])
 
 
+# Values of trainer.accelerator: Lightning's names for the CPU, its own choice, and CUDA GPUs.
+ACCELERATORS = ("cpu", "auto", "gpu")
+
 # Final metrics every run logs; `objectives` must name some of them.
 RUN_METRICS = ("train/loss", "val/loss", "align/pearson", "align/spearman", "align/anticorrelation",
                "perturb/low_over_high", "val/r2", "val/noisy_mse", "align/excess", "align/pvalue",
-               "system/max_lyapunov")
+               "align/training_gain", "dynamics/max_lyapunov")
 # Final metrics only some runs log: each with the setting that turns it on (all: analysis.prc).
 OPTIONAL_METRICS = {"prc/spearman": "analysis.prc=true", "prc/period": "analysis.prc=true"}
 
@@ -407,6 +419,7 @@ def validate(cfg: DictConfig | Any) -> None:
     for name in ("log_every", "val_every", "align_every"):
         _number(getattr(t, name), f"trainer.{name}", 1, integer=True, unit=" (epochs)")
     _number(t.threads, "trainer.threads", 1, MAX_THREADS, integer=True)
+    validate_accelerator(t)
 
     s = cfg.system
     p = cfg.analysis.perturb
@@ -424,6 +437,21 @@ def validate(cfg: DictConfig | Any) -> None:
                  f"unknown metric '{name}'; allowed: {allowed}")
         _require(name not in OPTIONAL_METRICS or bool(cfg.analysis.prc), "objectives",
                  f"'{name}' is logged only with {OPTIONAL_METRICS.get(name)}; set it or pick another metric")
+
+
+def validate_accelerator(t: DictConfig | Any) -> None:
+    """`trainer.accelerator` among ACCELERATORS and usable here (gpu needs CUDA), `trainer.devices`
+    1: checked before a run opens, so a missing GPU is one line, not a failed run."""
+    _require(t.accelerator in ACCELERATORS, "trainer.accelerator",
+             f"unknown accelerator '{t.accelerator}'; allowed: {', '.join(ACCELERATORS)}")
+    _number(t.devices, "trainer.devices", 1, 1, integer=True,
+            unit=" (training is one full batch, which several devices cannot split)")
+    if t.accelerator == "gpu":
+        import torch
+
+        _require(torch.cuda.is_available(), "trainer.accelerator",
+                 "'gpu' needs CUDA, which this machine's torch does not see "
+                 f"(torch {torch.__version__}); use cpu or auto")
 
 
 def validate_system(s: DictConfig | Any) -> None:
