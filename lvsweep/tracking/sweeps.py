@@ -92,13 +92,36 @@ class MlflowSweepCallback(Callback):
                             "the launcher)", all_jobs_returned)
 
 
+# The closing table's columns: header, metric, format. Every column has fixed decimals, so the
+# numbers of a column line up and compare by eye (a general format would mix 0.1234 with 1.2e-05).
+TABLE_COLUMNS = (
+    ("pearson", "align/pearson", "+.3f"),
+    ("spearman", "align/spearman", "+.3f"),
+    ("gain", "align/training_gain", "+.3f"),
+    ("excess", "align/excess", "+.3f"),
+    ("p", "align/pvalue", ".3f"),
+    ("low/high", "perturb/low_over_high", ".3f"),
+    ("val/loss", "val/loss", ".3f"),
+    ("input mse", "val/noisy_mse", ".3f"),
+    ("R²", "val/r2", "+.3f"),
+)
+
+
 def format_table(children: list[Any], parent_id: str) -> str:
-    cols = {"pearson": "align/pearson", "spearman": "align/spearman", "low/high": "perturb/low_over_high",
-            "val/loss": "val/loss"}
+    """One row per job: status and the numbers that say what it found, each column right-aligned
+    at fixed decimals; a metric a job did not log (it failed) shows as `-`."""
+    def cell(run: Any, key: str, fmt: str) -> str:
+        value = run.data.metrics.get(key, math.nan)
+        return format(value, fmt) if math.isfinite(value) else "-"
+
+    cells = [[cell(r, key, fmt) for _, key, fmt in TABLE_COLUMNS] for r in children]
+    widths = [max([len(header), *(len(row[i]) for row in cells)]) for i, (header, _, _) in enumerate(TABLE_COLUMNS)]
     width = max([len(r.info.run_name or "") for r in children] + [3])
-    lines = [f"\nsweep parent run {parent_id}: {len(children)} jobs",
-             f"  {'job':<{width}}  {'status':<8}" + "".join(f"{c:>10}" for c in cols)]
-    for r in children:
-        values = "".join(f"{r.data.metrics.get(key, math.nan):>10.4g}" for key in cols.values())
-        lines.append(f"  {r.info.run_name:<{width}}  {r.info.status:<8}{values}")
+    lines = [f"\nsweep parent run {parent_id}: {len(children)} jobs "
+             "(gain: anticorrelation trained − untrained; excess: over the strongest baseline; "
+             "input mse: the noisy input's own error)",
+             f"  {'job':<{width}}  {'status':<8}" + "".join(f"  {h:>{w}}" for (h, _, _), w in zip(TABLE_COLUMNS, widths))]
+    for r, row in zip(children, cells):
+        lines.append(f"  {r.info.run_name or '':<{width}}  {r.info.status:<8}"
+                     + "".join(f"  {c:>{w}}" for c, w in zip(row, widths)))
     return "\n".join(lines)
