@@ -58,7 +58,7 @@ def per_seed_quantities() -> dict[str, tuple[float, float, Callable[[int], float
     trace = -(lorenz.params["sigma"] + 1 + lorenz.params["beta"])
 
     def short_lorenz(seed: int) -> float:
-        """system/max_lyapunov of a QUICK CLI run's 15-unit Lorenz orbit (tests/test_systems: > 0.5),
+        """dynamics/max_lyapunov of a QUICK CLI run's 15-unit Lorenz orbit (tests/test_systems: > 0.5),
         here from a random start on the attractor instead of the config's."""
         start = attractor_starts(lorenz, np.ones(3), 1.0, 1, seed, 20.0, 1e-12, 1e-12)[0]
         t = np.linspace(0.0, 15.0, 300)

@@ -72,6 +72,8 @@ def run_job(cfg: DictConfig) -> float:
 
         result = run_experiment(plain, recorder.log_metrics, out_dir)
         recorder.log_artifacts(result.artifacts, out_dir)
+        if plain.analysis.log_model:
+            recorder.log_model(result.model, result.model_input)
         recorder.log_tags(result.tags)
         recorder.finish()
     except (KeyboardInterrupt, SystemExit) as exc:
@@ -138,32 +140,88 @@ def describe(exc: BaseException) -> str:
 
 
 def print_summary(result: RunResult, run_id: str, cfg: DictConfig, out_dir: Path, multirun: bool) -> None:
+    """The run's numbers with what they mean: each against what it must beat (the baselines, the
+    untrained model, the noisy input's own error), and a plain sentence where the answer is no."""
     m = result.metrics
     measure = result.tags.get("lvsweep.sensitivity", cfg.analysis.sensitivity)
-    line = (f"pearson {m['align/pearson']:+.3f}  spearman {m['align/spearman']:+.3f}  "
-            f"excess {m['align/excess']:+.3f}  p {m['align/pvalue']:.3f}  "
-            f"low/high {m['perturb/low_over_high']:.3f}  val/loss {m['val/loss']:.4g}")
     if multirun:
-        print(f"  {line}")
+        line = (f"pearson {m['align/pearson']:+.3f}  spearman {m['align/spearman']:+.3f}  "
+                f"gain {m['align/training_gain']:+.3f}  excess {m['align/excess']:+.3f}  p {m['align/pvalue']:.3f}  "
+                f"low/high {m['perturb/low_over_high']:.3f}  val/loss {m['val/loss']:.4g} "
+                f"(input {m['val/noisy_mse']:.4g}, R² {m['val/r2']:+.2f})")
+        flags = short_verdicts(m)
+        print(f"  {line}" + (f"  ⇒ {'; '.join(flags)}" if flags else ""))
         return
+    from lvsweep.analysis.controls import BASELINES, strongest_baseline
     from lvsweep.tracking.runs import resolve_uri
 
     uri = resolve_uri(cfg.tracking.uri)
-    print(
+    strongest, _ = strongest_baseline(m)
+    lines = [
         f"\nlvsweep {__version__} · {cfg.system.name} · noise {cfg.noise.kind} {cfg.noise.level:g} · "
-        f"model {cfg.model.name} · seed {cfg.seed} · replicates {cfg.replicates}\n"
+        f"model {cfg.model.name} · seed {cfg.seed} · replicates {cfg.replicates}",
         f"  attention vs {measure}:  Pearson r = {m['align/pearson']:+.3f}   "
-        f"Spearman ρ = {m['align/spearman']:+.3f}{spread(m, cfg.replicates)}   (anticorrelation {m[OBJECTIVE]:+.3f})\n"
+        f"Spearman ρ = {m['align/spearman']:+.3f}{spread(m, cfg.replicates)}   (anticorrelation {m[OBJECTIVE]:+.3f})",
         f"  controls (Spearman ρ): state norm {m['align/baseline_norm']:+.3f}   best linear score "
-        f"{m['align/baseline_linear']:+.3f}   untrained {m['align/spearman_init']:+.3f}\n"
-        f"  excess over the strongest baseline {m['align/excess']:+.3f}   "
-        f"circular-shift p = {m['align/pvalue']:.3f} (one-sided)\n"
-        f"  perturb/low_over_high = {m['perturb/low_over_high']:.3f}   (paper's claim: > 1)\n"
-        f"  reconstruction loss: train {m['train/loss']:.4g}   val {m['val/loss']:.4g}\n"
-        f"  figures: {out_dir / 'figures'}\n"
-        f"  run {run_id} in experiment '{cfg.tracking.experiment}'; browse with:\n"
-        f"    mlflow ui --backend-store-uri {uri}"
-    )
+        f"{m['align/baseline_linear']:+.3f}   untrained {m['align/spearman_init']:+.3f}",
+        f"  training gain {m['align/training_gain']:+.3f} (anticorrelation trained − untrained)   "
+        f"excess {m['align/excess']:+.3f} over the strongest baseline ({BASELINES.get(strongest, 'none')})",
+        f"  circular-shift p = {m['align/pvalue']:.3f} (one-sided)   "
+        f"perturb/low_over_high = {m['perturb/low_over_high']:.3f} (paper's claim: > 1)",
+        *(f"  ⇒ {sentence}" for sentence in verdicts(m)),
+        f"  reconstruction: {denoising(m)}",
+        f"  figures: {out_dir / 'figures'}",
+    ]
+    if cfg.analysis.log_model:
+        lines.append(f"  model: mlflow.pytorch.load_model('runs:/{run_id}/model')")
+    lines += [f"  run {run_id} in experiment '{cfg.tracking.experiment}'; browse with:",
+              f"    mlflow ui --backend-store-uri {uri}"]
+    print("\n".join(lines))
+
+
+def verdicts(m: dict[str, float]) -> list[str]:
+    """Plain sentences for the two ways a run says nothing about learnt sensitivity: training
+    weakened the alignment (gain < 0), or a baseline that needs no training does as well (excess ≤ 0)."""
+    from lvsweep.analysis.controls import BASELINES, strongest_baseline
+
+    out = []
+    if m["align/training_gain"] < 0:
+        out.append(f"training weakened the alignment: the untrained model anticorrelated more "
+                   f"(ρ {m['align/spearman_init']:+.3f} before training, {m['align/spearman']:+.3f} after)")
+    if m["align/excess"] <= 0:
+        name, rho = strongest_baseline(m)
+        untrained = name == "align/spearman_init"
+        out.append(f"the model beats no baseline: the {BASELINES[name]}"
+                   f"{'' if untrained else ', which needs no training,'} anticorrelates at least as much "
+                   f"(ρ {rho:+.3f} vs {m['align/spearman']:+.3f})")
+    elif m["align/excess"] > 0:
+        out.append(f"the attention anticorrelates more than every baseline, by {m['align/excess']:.3f}"
+                   + ("" if m["align/pvalue"] <= 0.05 else
+                      f", but not significantly against circular shifts (p = {m['align/pvalue']:.3f})"))
+    return out
+
+
+def short_verdicts(m: dict[str, float]) -> list[str]:
+    """The same verdicts in a few words, for a multirun's one line per job."""
+    out = []
+    if m["align/training_gain"] < 0:
+        out.append("training weakened it")
+    if m["align/excess"] <= 0:
+        out.append("beats no baseline")
+    if not m["val/loss"] < m["val/noisy_mse"]:
+        out.append("does not denoise")
+    return out
+
+
+def denoising(m: dict[str, float]) -> str:
+    """`val/loss` against the error of doing nothing (`val/noisy_mse`) and `val/r2`, in words."""
+    loss, noisy, r2 = m["val/loss"], m["val/noisy_mse"], m["val/r2"]
+    head = f"val loss {loss:.4g} vs {noisy:.4g} for the noisy input itself; R² {r2:+.2f}: "
+    if loss < noisy:
+        verdict = f"the model denoises ({100 * (1 - loss / noisy):.0f} % lower error than its input)"
+    else:
+        verdict = "the model does not denoise (returning the noisy input would do better)"
+    return f"{head}{verdict}   (train loss {m['train/loss']:.4g})"
 
 
 def spread(m: dict[str, float], replicates: int) -> str:

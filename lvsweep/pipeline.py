@@ -1,22 +1,23 @@
 """One experiment, in the order the data flows: system → data → model → training → analysis.
 
 It knows nothing of Hydra or MLflow: it takes a validated config, a metric sink and an output
-directory, and returns the final metrics; the caller decides where they are recorded.
+directory, and returns the final metrics, the artifacts and the trained model; the caller decides
+where they are recorded.
 """
 from __future__ import annotations
 
 import csv
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 import torch
 
 from lvsweep.analysis import figures
 from lvsweep.analysis.alignment import pearson, spearman
-from lvsweep.training.callbacks import AlignmentCallback, LossHistory, MetricSink
-from lvsweep.analysis.controls import as_replicates, control_metrics
+from lvsweep.training.callbacks import AlignmentCallback, LossHistory, MetricSink, on_device
+from lvsweep.analysis.controls import as_replicates, baseline_metrics, control_metrics
 from lvsweep.data.trajectory import TrajectoryDataModule, make_replicate_data, replicate_seed
 from lvsweep.models import AttentionModel, make_replicates
 from lvsweep.models.base import evaluating
@@ -34,6 +35,11 @@ class RunResult:
     metrics: dict[str, float]
     artifacts: list[Path] = field(default_factory=list)
     tags: dict[str, str] = field(default_factory=dict)
+    # The trained model (on the CPU) and the input it attends over, the noisy training sequence
+    # [T, d], or [R, T, d] with replicates: the caller logs them as the run's `model`, so that
+    # `model.attention(model_input)` reproduces attention.csv without this module knowing MLflow.
+    model: Optional[AttentionModel] = None
+    model_input: Optional[np.ndarray] = None
 
 
 def run_experiment(cfg: Any, sink: MetricSink, out_dir: Path) -> RunResult:
@@ -52,6 +58,8 @@ def run_experiment(cfg: Any, sink: MetricSink, out_dir: Path) -> RunResult:
     model = make_replicates(cfg.model, system.dim, cfg.trainer.epochs, cfg.trainer.log_every, seeds,
                             noisy_train.reshape(-1, *noisy_train.shape[-2:]))
     init_attention = read_attention(model, noisy_train)
+    # Baselines read only the input: logged at step 0, where the histories of the model start.
+    sink(baseline_metrics(data.replicates_train(), profile.values), 0)
     losses = LossHistory(sink, datamodule.train_batch, datamodule.val_batch)
     align = AlignmentCallback(noisy_train, profile.values, cfg.trainer.align_every, sink)
     fit(model, datamodule, cfg.trainer, [losses, align])
@@ -61,7 +69,7 @@ def run_experiment(cfg: Any, sink: MetricSink, out_dir: Path) -> RunResult:
     heads = None
     if hasattr(model, "head_attention"):
         with torch.no_grad():
-            heads = model.head_attention(noisy_train).numpy().astype(float)
+            heads = model.head_attention(on_device(noisy_train, model)).cpu().numpy().astype(float)
         heads = heads.reshape(-1, *heads.shape[-2:]).mean(axis=0)
     recon = reconstruction_metrics(model, datamodule.val_batch)
     controls = control_metrics(replicate_attention, init_attention, data.replicates_train(), profile.values,
@@ -89,7 +97,8 @@ def run_experiment(cfg: Any, sink: MetricSink, out_dir: Path) -> RunResult:
         sink(prc_metrics, model.epochs_done)
         metrics.update(prc_metrics)
         artifacts += prc_artifacts
-    return RunResult(metrics, artifacts, tags={"lvsweep.sensitivity": profile.kind})
+    return RunResult(metrics, artifacts, tags={"lvsweep.sensitivity": profile.kind}, model=model.cpu(),
+                     model_input=noisy_train.numpy())
 
 
 def phase_response_analysis(cfg: Any, system: DynamicalSystem, orbit: Orbit, attention: np.ndarray,
@@ -109,14 +118,14 @@ def phase_response_analysis(cfg: Any, system: DynamicalSystem, orbit: Orbit, att
 def read_attention(model: AttentionModel, noisy: torch.Tensor) -> np.ndarray:
     """The model's attention as [R, T] (R = 1 without replicates)."""
     with torch.no_grad():
-        return as_replicates(model.attention(noisy).numpy(), 1)
+        return as_replicates(model.attention(on_device(noisy, model)).cpu().numpy(), 1)
 
 
 def write_replicates_csv(path: Path, seeds: list[int], attention: np.ndarray, init_attention: np.ndarray,
                          sensitivity: np.ndarray, model: AttentionModel, val_batch: Any) -> Path:
     """One row per replicate: its seed, alignment, untrained alignment and validation loss."""
     with evaluating(model):
-        val_loss = model.replicate_losses(val_batch).reshape(-1).numpy()
+        val_loss = model.replicate_losses(on_device(val_batch, model)).reshape(-1).cpu().numpy()
     columns = [np.arange(len(seeds)), seeds, pearson(attention, sensitivity), spearman(attention, sensitivity),
                spearman(init_attention, sensitivity), val_loss]
     with path.open("w", newline="") as fh:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import urllib.request
 from pathlib import Path
 
@@ -15,6 +16,13 @@ from tests.conftest import HANG_S, QUICK, run_cli, store_uri
 METRICS = {"train/loss", "val/loss", "align/pearson", "align/spearman", "align/anticorrelation",
            "perturb/low_over_high"}
 FIGURES = {"timeseries.png", "phase_portrait.png", "attention_vs_sensitivity.png", "perturbation.png"}
+
+
+def torch_cuda() -> bool:
+    """Whether torch sees a CUDA GPU here (imported late: collecting the tests stays cheap)."""
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def runs(cwd: Path, client: MlflowClient | None = None) -> list:
@@ -61,13 +69,90 @@ def test_single_run_records_params_metrics_and_artifacts(single_run):
 def test_single_run_prints_summary_and_fills_hydra_run_dir(single_run):
     cwd, proc = single_run
     out = proc.stdout
-    for needle in ("Pearson r =", "Spearman ρ =", "perturb/low_over_high =", "reconstruction loss",
+    for needle in ("Pearson r =", "Spearman ρ =", "perturb/low_over_high =", "reconstruction: val loss",
                    "mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db"):
         assert needle in out
     (run_dir,) = (cwd / "outputs" / "runs").glob("*/*")
     assert FIGURES <= {p.name for p in (run_dir / "figures").iterdir()}
     assert "noise:" in (run_dir / "config.yaml").read_text()
     assert f"figures: {run_dir / 'figures'}" in out
+
+
+
+def test_summary_says_what_the_numbers_mean(single_run):
+    cwd, proc = single_run
+    (run,) = runs(cwd)
+    m, out = run.data.metrics, proc.stdout
+    # The reconstruction against the noisy input's own error, and R², as logged.
+    assert f"val loss {m['val/loss']:.4g} vs {m['val/noisy_mse']:.4g} for the noisy input itself; " \
+           f"R² {m['val/r2']:+.2f}: the model does not denoise" in out
+    assert f"training gain {m['align/training_gain']:+.3f}" in out
+    assert m["align/training_gain"] == pytest.approx(m["align/anticorrelation"] + m["align/spearman_init"])
+    assert m["align/excess"] <= 0 and "⇒ the model beats no baseline: the best linear score" in out
+    weakened = "⇒ training weakened the alignment" in out
+    assert weakened == (m["align/training_gain"] < 0)
+
+
+def test_histories_start_at_step_0_and_no_metric_uses_a_reserved_prefix(single_run):
+    cwd, _ = single_run
+    client = MlflowClient(tracking_uri=store_uri(cwd))
+    (run,) = runs(cwd, client)
+    m = run.data.metrics
+    spearman = client.get_metric_history(run.info.run_id, "align/spearman")
+    assert (spearman[0].step, spearman[0].value) == (0, pytest.approx(m["align/spearman_init"], abs=1e-12))
+    assert spearman[-1].step == 40
+    for key in ("align/pearson", "align/anticorrelation", "align/baseline_norm", "align/baseline_linear",
+                "train/loss", "val/loss"):
+        assert client.get_metric_history(run.info.run_id, key)[0].step == 0, key
+    assert "dynamics/max_lyapunov" in m
+    assert not [k for k in m if k.split("/")[0] in ("system", "mlflow")]
+
+
+def _attention_matches_the_csv(cwd: Path) -> None:
+    """Load the run's model from the store and read its attention on the run's own noisy input."""
+    import mlflow
+    import mlflow.pytorch
+    import numpy as np
+    import torch
+
+    client = MlflowClient(tracking_uri=store_uri(cwd))
+    (run,) = runs(cwd, client)
+    mlflow.set_tracking_uri(store_uri(cwd))
+    model = mlflow.pytorch.load_model(f"runs:/{run.info.run_id}/model")
+    csv_path = Path(client.download_artifacts(run.info.run_id, "attention.csv", str(cwd)))
+    table = np.genfromtxt(csv_path, delimiter=",", names=True)
+    replicates = int(run.data.params["replicates"])
+    # The input example is the noisy training input; attention.csv keeps replicate 0's noisy columns.
+    example = mlflow.models.Model.load(f"runs:/{run.info.run_id}/model").load_input_example(
+        mlflow.artifacts.download_artifacts(f"runs:/{run.info.run_id}/model", dst_path=str(cwd / "model")))
+    example = np.asarray(example, dtype=np.float32)
+    assert example.shape == ((300, 2) if replicates == 1 else (replicates, 300, 2))
+    np.testing.assert_array_equal(example.reshape(-1, 300, 2)[0],
+                                  np.column_stack([table["noisy_prey"], table["noisy_predator"]]).astype(np.float32))
+    with torch.no_grad():
+        attention = model.attention(torch.from_numpy(example)).numpy().reshape(-1, 300)
+    np.testing.assert_allclose(attention.mean(axis=0), table["attention"], atol=1e-6)
+    for r in range(1, replicates):
+        np.testing.assert_allclose(attention[r], table[f"attention_r{r}"], atol=1e-6)
+
+
+def test_logged_model_reproduces_attention_csv(single_run):
+    _attention_matches_the_csv(single_run[0])
+
+
+def test_logged_model_of_replicates_reproduces_attention_csv(tmp_path):
+    proc = run_cli(tmp_path, *QUICK, "replicates=2", "analysis.figures=false")
+    assert proc.returncode == 0, proc.stderr
+    _attention_matches_the_csv(tmp_path)
+
+
+def test_model_logging_can_be_switched_off(tmp_path):
+    proc = run_cli(tmp_path, *QUICK, "analysis.figures=false", "analysis.log_model=false")
+    assert proc.returncode == 0, proc.stderr
+    client = MlflowClient(tracking_uri=store_uri(tmp_path))
+    (run,) = runs(tmp_path, client)
+    assert run.outputs is None or not run.outputs.model_outputs
+    assert "load_model" not in proc.stdout
 
 
 @pytest.fixture(scope="module")
@@ -95,6 +180,28 @@ def test_noise_multirun_makes_parent_and_children_and_survives_a_failed_job(nois
     assert parents[0].info.status == "FINISHED" and parents[0].data.metrics["sweep/failed"] == 1
 
 
+
+def test_multirun_prints_one_line_per_job_and_an_aligned_fixed_decimal_table(noise_sweep):
+    _, proc = noise_sweep
+    out = proc.stdout
+    job_lines = [line for line in out.splitlines() if line.startswith("  pearson ")]
+    assert len(job_lines) == 2 and all("gain " in line and "(input " in line and "R² " in line for line in job_lines)
+    assert "⇒" in job_lines[0] and "beats no baseline" in job_lines[0]
+    table = out[out.index("sweep parent run"):].splitlines()[1:]
+    header, rows = table[0], table[1:]
+    assert len(rows) == 3
+    for name in ("excess", "p", "gain", "input mse", "R²"):
+        assert f" {name}" in header
+    # Right-aligned: every row ends where the header does, and numbers have exactly three decimals.
+    assert {len(row) for row in rows} == {len(header)}
+    finished = [row for row in rows if " FINISHED " in row]
+    for row in finished:
+        cells = row.split("FINISHED", 1)[1].split()
+        assert len(cells) == 9 and all(re.fullmatch(r"[+-]?\d+\.\d{3}", c) for c in cells), row
+    failed = next(row for row in rows if " FAILED " in row)
+    assert failed.split("FAILED", 1)[1].split() == ["-"] * 9
+
+
 def test_noise_shorthand_keeps_kind_selection_and_direct_level(tmp_path):
     proc = run_cli(tmp_path, "noise=multiplicative", "noise.level=0.05", *QUICK, "analysis.figures=false")
     assert proc.returncode == 0, proc.stderr
@@ -111,6 +218,8 @@ def test_noise_shorthand_keeps_kind_selection_and_direct_level(tmp_path):
     ("model.form=bad", "model.form: Invalid value 'bad', expected one of [paper, scaled]"),
     ("system.start=[-1.0,5.0]", "system.start: [-1.0, 5.0] is outside the state space"),
     ("tracking.uri=sqlite:///no/such/dir/x.db", "tracking.uri: the store's directory no/such/dir does not exist"),
+    ("trainer.accelerator=tpu", "trainer.accelerator: unknown accelerator 'tpu'; allowed: cpu, auto, gpu"),
+    ("trainer.devices=2", "trainer.devices: must be an integer in [1, 1]"),
 ])
 def test_bad_input_fails_fast_with_one_line_naming_the_field(tmp_path, override, message):
     proc = run_cli(tmp_path, *QUICK, override)
@@ -182,3 +291,22 @@ def _post(url: str, body: dict) -> dict:
     req = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=HANG_S) as resp:
         return json.load(resp)
+
+
+@pytest.mark.skipif(torch_cuda(), reason="this machine has CUDA: the error cannot happen")
+def test_gpu_without_cuda_is_one_line_before_the_run_opens(tmp_path):
+    proc = run_cli(tmp_path, *QUICK, "trainer.accelerator=gpu")
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("lvsweep: error: trainer.accelerator: 'gpu' needs CUDA")
+    assert not (tmp_path / "mlruns").exists() or not runs(tmp_path)
+
+
+@pytest.mark.skipif(not torch_cuda(), reason="needs a CUDA GPU")
+def test_gpu_run_trains_on_the_gpu_and_records_everything(tmp_path):
+    proc = run_cli(tmp_path, *QUICK, "trainer.accelerator=gpu", "replicates=2", "model=multihead")
+    assert proc.returncode == 0, proc.stderr
+    (run,) = runs(tmp_path)
+    assert run.info.status == "FINISHED" and METRICS <= set(run.data.metrics)
+    assert run.data.params["trainer.accelerator"] == "gpu"
+    _attention_matches_the_csv(tmp_path)  # the model comes back to the CPU, loadable anywhere

@@ -7,7 +7,7 @@ from scipy import stats
 
 from lvsweep.analysis.alignment import replicate_summary, spearman, t_interval
 from lvsweep.analysis.controls import (baseline_linear, baseline_norm, circular_shift_pvalue, control_metrics,
-                              shift_statistics)
+                              shift_statistics, strongest_baseline)
 
 
 def ar1(rng: np.random.Generator, n: int, phi: float = 0.9) -> np.ndarray:
@@ -90,3 +90,19 @@ def test_excess_is_measured_against_the_strongest_baseline():
     assert m["align/excess"] == pytest.approx(0.8 - 1.0)
     assert m["align/pvalue"] == pytest.approx(1 / 300)
     assert abs(m["align/spearman_init"]) < 0.2
+    assert m["align/training_gain"] == pytest.approx(0.8 + m["align/spearman_init"])
+
+
+def test_the_untrained_model_is_a_baseline_and_training_gain_is_measured_from_it():
+    rng = np.random.default_rng(6)
+    x = rng.uniform(1, 10, size=(300, 2))
+    s = rng.standard_normal(300)  # unrelated to the state: the state baselines find little
+    untrained = -s + 0.05 * rng.standard_normal(300)  # an initialisation that happens to anticorrelate
+    m = control_metrics(untrained, untrained, x, s, anticorrelation=0.5)
+    assert m["align/spearman_init"] < -0.9 < m["align/baseline_linear"]
+    assert strongest_baseline(m) == ("align/spearman_init", m["align/spearman_init"])
+    # Against the untrained model, not the state's scores: excess and gain coincide, both negative.
+    assert m["align/excess"] == pytest.approx(0.5 + m["align/spearman_init"]) == m["align/training_gain"]
+    assert m["align/training_gain"] < 0
+    assert strongest_baseline({"align/baseline_norm": -0.2, "align/baseline_linear": float("nan")}) == \
+        ("align/baseline_norm", -0.2)

@@ -127,7 +127,7 @@ def test_lotka_volterra_logs_both_measures_and_their_rank_correlation(lv_config)
     assert report.profile.kind == "lyapunov_normal"
     rho = report.metrics["sensitivity/ftle_vs_lyapunov_spearman"]
     assert -1 <= rho <= 1 and rho != 0
-    assert report.metrics["system/max_lyapunov"] == pytest.approx(report.stability.spectrum[0])
+    assert report.metrics["dynamics/max_lyapunov"] == pytest.approx(report.stability.spectrum[0])
     chosen = measure_sensitivity("ftle", system, orbit, 1.0)  # FTLE asked for: still related to V
     assert chosen.profile.kind == "ftle" and chosen.metrics == report.metrics
     np.testing.assert_array_equal(chosen.profile.values, report.stability.ftle.values)

@@ -28,9 +28,55 @@ def test_same_seed_same_numbers_other_seed_other_numbers(tmp_path):
 def test_histories_are_logged_at_their_cadence(tmp_path):
     _, logged = _run(tmp_path, "trainer.log_every=5", "trainer.align_every=10", "trainer.val_every=10")
     steps = {key: [s for m, s in logged if key in m] for key in ("train/loss", "val/loss", "align/spearman")}
-    assert steps["train/loss"] == [4, 9, 14, 19, 24, 29, 30]  # per Lightning step, then the final value
-    assert steps["val/loss"] == [10, 20, 30]
-    assert steps["align/spearman"] == [10, 20, 30]
+    # The untrained model at 0, then per Lightning step (train) or cadence, then the final value.
+    assert steps["train/loss"] == [0, 4, 9, 14, 19, 24, 29, 30]
+    assert steps["val/loss"] == [0, 10, 20, 30]
+    assert steps["align/spearman"] == [0, 10, 20, 30]
+
+
+def test_histories_start_at_step_0_with_the_untrained_model(tmp_path):
+    result, logged = _run(tmp_path)
+    m = result.metrics
+    at = lambda key, step: [mm[key] for mm, s in logged if key in mm and s == step]  # noqa: E731
+    # The untrained model's ρ is the start of the align/spearman curve, and stays a scalar too.
+    assert at("align/spearman", 0) == [m["align/spearman_init"]]
+    assert at("align/anticorrelation", 0) == [-m["align/spearman_init"]]
+    assert len(at("align/pearson", 0)) == 1
+    # Baselines need no training: logged from step 0 on, the same value at the end.
+    for key in ("align/baseline_norm", "align/baseline_linear"):
+        assert at(key, 0) == at(key, 30) == [m[key]]
+    assert at("align/excess", 0) == [] and at("align/training_gain", 30) == [m["align/training_gain"]]
+    # Training changed the model: the losses at 0 are the untrained ones, not the final ones.
+    assert at("val/loss", 0)[0] != m["val/loss"] and at("train/loss", 0)[0] != m["train/loss"]
+    assert m["align/training_gain"] == m["align/anticorrelation"] + m["align/spearman_init"]
+
+
+def test_one_epoch_per_step_logs_the_untrained_train_loss_once(tmp_path):
+    _, logged = _run(tmp_path, "trainer.log_every=1")
+    assert [s for m, s in logged if "train/loss" in m][:2] == [0, 1]
+
+
+def test_run_returns_the_trained_model_and_its_input(tmp_path):
+    import torch
+
+    result, _ = _run(tmp_path, "replicates=2")
+    assert result.model_input.shape == (2, 200, 2) and result.model is not None
+    with torch.no_grad():
+        attention = result.model.attention(torch.from_numpy(result.model_input)).numpy()
+    table = np.genfromtxt(tmp_path / "attention.csv", delimiter=",", names=True)
+    np.testing.assert_allclose(attention[1], table["attention_r1"], atol=1e-7)
+
+
+def test_auto_accelerator_on_a_cpu_machine_gives_the_cpu_numbers(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        import pytest
+
+        pytest.skip("auto picks the GPU here; the numbers may differ in the last digits")
+    cpu, _ = _run(tmp_path / "cpu")
+    auto, _ = _run(tmp_path / "auto", "trainer.accelerator=auto")
+    assert auto.metrics == cpu.metrics
 
 
 def test_noise_off_gives_the_model_the_clean_orbit(tmp_path):

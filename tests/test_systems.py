@@ -120,7 +120,7 @@ def test_cross_system_multirun_records_one_child_per_system_with_its_measure(tmp
         assert run.info.status == "FINISHED"
         assert run.data.tags["lvsweep.sensitivity"] == measure
         assert {"align/pearson", "align/spearman", "align/anticorrelation",
-                "system/max_lyapunov"} <= set(run.data.metrics)
+                "dynamics/max_lyapunov"} <= set(run.data.metrics)
         assert np.isfinite(run.data.metrics["align/spearman"])
     assert "sensitivity/ftle_vs_lyapunov_spearman" in by_system["lotka_volterra"].data.metrics
-    assert by_system["lorenz"].data.metrics["system/max_lyapunov"] > 0.5  # chaotic even on a short orbit
+    assert by_system["lorenz"].data.metrics["dynamics/max_lyapunov"] > 0.5  # chaotic even on a short orbit

@@ -8,6 +8,7 @@ and would not weaken with noise as the model must.
 from __future__ import annotations
 
 import math
+from typing import Mapping
 
 import numpy as np
 from scipy.stats import rankdata
@@ -79,16 +80,47 @@ def circular_shift_pvalue(attention: np.ndarray, sensitivity: np.ndarray) -> flo
     return float((1 + np.sum(stats[1:] <= observed + 1e-12)) / len(stats))
 
 
+# The scores of the state a trained model has to beat, by metric, with the name the summary gives
+# them. The untrained model is one: an attention that anticorrelates only as much as its own
+# initialisation did has learnt nothing about the sensitivity.
+BASELINES = {"align/baseline_norm": "state norm", "align/baseline_linear": "best linear score",
+             "align/spearman_init": "untrained model"}
+
+
+def baseline_metrics(noisy: np.ndarray, sensitivity: np.ndarray) -> dict[str, float]:
+    """`align/baseline_norm` and `align/baseline_linear`: they read only the noisy input, so they
+    are known before training starts and are logged from step 0 of the histories on."""
+    return {"align/baseline_norm": baseline_norm(noisy, sensitivity),
+            "align/baseline_linear": baseline_linear(noisy, sensitivity)}
+
+
+def strongest_baseline(metrics: Mapping[str, float]) -> tuple[str, float]:
+    """The metric name and ρ of the baseline that anticorrelates most (the most negative ρ), over
+    `BASELINES` (state norm, best linear score, untrained model); NaN baselines are skipped."""
+    finite = {k: metrics[k] for k in BASELINES if k in metrics and math.isfinite(metrics[k])}
+    if not finite:
+        return "", math.nan
+    name = min(finite, key=finite.__getitem__)
+    return name, finite[name]
+
+
 def control_metrics(attention: np.ndarray, init_attention: np.ndarray, noisy: np.ndarray,
                     sensitivity: np.ndarray, anticorrelation: float) -> dict[str, float]:
-    """`align/baseline_norm`, `align/baseline_linear`, `align/spearman_init` (ρ values),
-    `align/pvalue`, and `align/excess` = the model's anticorrelation − the strongest baseline's."""
-    norm = baseline_norm(noisy, sensitivity)
-    linear = baseline_linear(noisy, sensitivity)
+    """The controls of the tracking contract:
+
+    - `align/baseline_norm`, `align/baseline_linear`, `align/spearman_init` (ρ values);
+    - `align/pvalue` (circular shifts);
+    - `align/excess` = the model's anticorrelation − the strongest baseline's, over all three
+      baselines, the untrained model included;
+    - `align/training_gain` = the model's anticorrelation − the untrained model's
+      (−ρ_trained − (−ρ_init)): what training added; negative when training weakened it.
+    """
+    init = float(np.mean(spearman(init_attention, sensitivity)))
+    metrics = {**baseline_metrics(noisy, sensitivity), "align/spearman_init": init}
+    _, strongest = strongest_baseline(metrics)
     return {
-        "align/baseline_norm": norm,
-        "align/baseline_linear": linear,
-        "align/spearman_init": float(np.mean(spearman(init_attention, sensitivity))),
+        **metrics,
         "align/pvalue": circular_shift_pvalue(attention, sensitivity),
-        "align/excess": anticorrelation - max(-norm, -linear),
+        "align/excess": anticorrelation - (-strongest),
+        "align/training_gain": anticorrelation - (-init),
     }

@@ -23,7 +23,7 @@ def r2_score(prediction: torch.Tensor, target: torch.Tensor) -> float:
 
 def reconstruction_metrics(model: Any, batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, float]:
     """`val/r2` of the model's reconstruction and `val/noisy_mse` of the noisy input itself."""
-    noisy, clean = batch
+    noisy, clean = (b.to(model.device) for b in batch)  # where the model is (trainer.accelerator)
     with evaluating(model):
         prediction = model(noisy)
     return {"val/r2": r2_score(prediction, clean), "val/noisy_mse": float(torch.mean((noisy - clean) ** 2))}

@@ -63,7 +63,7 @@ def lyapunov_normal(system: DynamicalSystem, orbit: Orbit) -> SensitivityProfile
 class SensitivityReport:
     profile: SensitivityProfile
     stability: OrbitStability
-    metrics: dict[str, float]  # system/max_lyapunov, and the FTLE-vs-V rank correlation where V exists
+    metrics: dict[str, float]  # dynamics/max_lyapunov, and the FTLE-vs-V rank correlation where V exists
 
 
 def measure_sensitivity(kind: str, system: DynamicalSystem, orbit: Orbit, ftle_horizon: float,
@@ -71,7 +71,7 @@ def measure_sensitivity(kind: str, system: DynamicalSystem, orbit: Orbit, ftle_h
     """The chosen profile, plus the orbit's stability (FTLE and exponents), computed for every run."""
     measure = resolve_measure(kind, system)
     stability = orbit_stability(system, orbit, ftle_horizon, rtol, atol, solver)
-    metrics = {"system/max_lyapunov": stability.max_lyapunov}
+    metrics = {"dynamics/max_lyapunov": stability.max_lyapunov}
     ftle = SensitivityProfile("ftle", stability.ftle.values, stability.ftle.directions)
     if system.has_lyapunov:  # both notions exist: show how they relate, whichever the run uses
         analytic = lyapunov_normal(system, orbit)

@@ -41,6 +41,10 @@ class Sensitivity(str, Enum):
     ftle = "ftle"
 
 
+# Values of trainer.accelerator: Lightning's names for the CPU, its own choice, and CUDA GPUs.
+ACCELERATORS = ("cpu", "auto", "gpu")
+
+
 @dataclass
 class SystemConfig:
     """Any ODE system: its parameters are a free mapping checked by the system's own module."""
@@ -144,6 +148,12 @@ class TrainerConfig:
     align_every: int = 100
     # Torch threads for training.
     threads: int = 1
+    # Where training runs: cpu (the default: these models are small and full-batch), auto
+    # (Lightning picks a GPU when there is one, else the CPU) or gpu (CUDA; an error without it).
+    accelerator: str = "cpu"
+    # Devices of that accelerator. Training is one full batch, which data parallelism cannot split,
+    # so only 1 is accepted for now.
+    devices: int = 1
 
 
 @dataclass
@@ -181,6 +191,9 @@ class AnalysisConfig:
     prc_kick: PrcKickConfig = field(default_factory=PrcKickConfig)
     # Limit cycles: the shift is read this many cycles after the kick, once the orbit is back on the cycle.
     prc_cycles: int = 10
+    # Log the trained model as the run's MLflow PyTorch model `model` (about 0.2 s a run, plus
+    # about 1-3 s once per process the first time; see docs/performance.md).
+    log_model: bool = True
 
 
 @dataclass

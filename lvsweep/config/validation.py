@@ -8,7 +8,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from lvsweep.config.keys import check_keys
-from lvsweep.config.schema import ODE_METHODS
+from lvsweep.config.schema import ACCELERATORS, ODE_METHODS
 from lvsweep.errors import LvsweepError, require
 from lvsweep.metric_names import OPTIONAL_METRICS, RUN_METRICS
 
@@ -67,6 +67,7 @@ def validate(cfg: DictConfig | Any) -> None:
     for name in ("log_every", "val_every", "align_every"):
         _number(getattr(t, name), f"trainer.{name}", 1, integer=True, unit=" (epochs)")
     _number(t.threads, "trainer.threads", 1, MAX_THREADS, integer=True)
+    validate_accelerator(t)
 
     s = cfg.system
     p = cfg.analysis.perturb
@@ -84,6 +85,21 @@ def validate(cfg: DictConfig | Any) -> None:
                  f"unknown metric '{name}'; allowed: {allowed}")
         require(name not in OPTIONAL_METRICS or bool(cfg.analysis.prc), "objectives",
                  f"'{name}' is logged only with {OPTIONAL_METRICS.get(name)}; set it or pick another metric")
+
+
+def validate_accelerator(t: DictConfig | Any) -> None:
+    """`trainer.accelerator` among ACCELERATORS and usable here (gpu needs CUDA), `trainer.devices`
+    1: checked before a run opens, so a missing GPU is one line, not a failed run."""
+    require(t.accelerator in ACCELERATORS, "trainer.accelerator",
+            f"unknown accelerator '{t.accelerator}'; allowed: {', '.join(ACCELERATORS)}")
+    _number(t.devices, "trainer.devices", 1, 1, integer=True,
+            unit=" (training is one full batch, which several devices cannot split)")
+    if t.accelerator == "gpu":
+        import torch
+
+        require(torch.cuda.is_available(), "trainer.accelerator",
+                "'gpu' needs CUDA, which this machine's torch does not see "
+                f"(torch {torch.__version__}); use cpu or auto")
 
 
 def validate_system(s: DictConfig | Any) -> None:

@@ -162,6 +162,11 @@ class RunRecorder:
             if sub in COMPARABLE_DIRS and path.suffix == ".png":
                 self.client.log_artifact(self.run_id, str(path))
 
+    def log_model(self, model: Any, model_input: Any) -> None:
+        """The trained model as the run's `model` (see `log_model`); nothing when there is none."""
+        if model is not None:
+            log_model(self.client, self.run_id, model, model_input)
+
     def finish(self, error: Optional[BaseException] = None, status: Optional[str] = None) -> None:
         """Flush, then close as FINISHED, or FAILED/KILLED with the reason as a tag. Only the first
         call that gets through counts: a signal landing just after a run FINISHED (while the summary
@@ -249,3 +254,43 @@ def close_lost_children(client: MlflowClient, experiment_id: str, parent_run_id:
     for run in lost:
         close_run(client, run.info.run_id, status, reason)
     return [r.info.run_name for r in lost]
+
+
+def log_model(client: MlflowClient, run_id: str, model: Any, model_input: Any, name: str = "model") -> None:
+    """The trained model as an MLflow PyTorch model of the run, under `name`, loadable with
+    `mlflow.pytorch.load_model("runs:/<run id>/model")`.
+
+    The signature and the input example are the run's own noisy input ([T, d], or [R, T, d] with
+    replicates) and the reconstruction it gives, so a reader of the store knows what to feed it.
+    Pickled, not exported to pt2: an exported program keeps only `forward`, and the point of the
+    model is its `attention(...)` (loading needs lvsweep importable, for the classes). The
+    requirements are given rather than inferred, which would import the model in a subprocess.
+
+    The logged model is created here, in the run's experiment: left to itself, MLflow's fluent
+    API would file it under the process's active experiment (the store's default one), where
+    `runs:/` cannot find it. The fluent call also reads the global tracking URI, set to this
+    client's (every lvsweep job of a process writes to one store).
+    """
+    import mlflow
+    import mlflow.pytorch
+    import numpy as np
+    import torch
+    from mlflow.models import infer_signature
+
+    example = np.asarray(model_input, dtype=np.float32)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            output = model(torch.from_numpy(example)).numpy()
+    finally:
+        model.train(was_training)
+    requirements = [f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}"]
+    experiment_id = retry_locked(client.get_run, run_id).info.experiment_id
+    logged = retry_locked(client.create_logged_model, experiment_id, name=name, source_run_id=run_id)
+    mlflow.set_tracking_uri(client.tracking_uri)
+    # Its warning that pickles run code when loaded is this choice's known cost; once per run it is noise.
+    logging.getLogger("mlflow.pytorch").setLevel(logging.ERROR)
+    retry_locked(mlflow.pytorch.log_model, model, name=name, run_id=run_id, model_id=logged.model_id,
+                 signature=infer_signature(example, output), input_example=example,
+                 pip_requirements=requirements, serialization_format="pickle")

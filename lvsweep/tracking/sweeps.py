@@ -104,17 +104,17 @@ def mark_swept(client: Any, parent_run_id: str, children: list[Any]) -> list[str
     hide among ~60 fixed ones. The tag names the factors for the runs table and `tags.` filters;
     the metric copy is rounded for display and offered where metrics are plotted. The params
     themselves are the record and stay as they are."""
-    from mlflow.entities import Metric, RunTag
+    from mlflow.entities import Metric
 
     from lvsweep.tracking.report import varying_params
-    from lvsweep.tracking.stores import retry_locked
+    from lvsweep.tracking.runs import write_batch
 
     with_params = [r for r in children if r.data.params]
     swept = varying_params(with_params) if len(with_params) > 1 else []
     if not swept:
         return []
-    tag = RunTag(SWEPT_TAG, ",".join(swept))
-    retry_locked(client.log_batch, parent_run_id, tags=[tag])
+    tag = {SWEPT_TAG: ",".join(swept)}
+    write_batch(client, parent_run_id, tags=tag)
     for run in with_params:
         metrics = []
         for key in swept:
@@ -124,17 +124,40 @@ def mark_swept(client: Any, parent_run_id: str, children: list[Any]) -> list[str
                 continue
             if math.isfinite(value):
                 metrics.append(Metric(f"{SWEPT_METRIC}{key}", value, run.info.start_time or 0, 0))
-        retry_locked(client.log_batch, run.info.run_id, metrics=metrics, tags=[tag])
+        write_batch(client, run.info.run_id, metrics=metrics, tags=tag)
     return swept
 
 
+# The closing table's columns: header, metric, format. Every column has fixed decimals, so the
+# numbers of a column line up and compare by eye (a general format would mix 0.1234 with 1.2e-05).
+TABLE_COLUMNS = (
+    ("pearson", "align/pearson", "+.3f"),
+    ("spearman", "align/spearman", "+.3f"),
+    ("gain", "align/training_gain", "+.3f"),
+    ("excess", "align/excess", "+.3f"),
+    ("p", "align/pvalue", ".3f"),
+    ("low/high", "perturb/low_over_high", ".3f"),
+    ("val/loss", "val/loss", ".3f"),
+    ("input mse", "val/noisy_mse", ".3f"),
+    ("R²", "val/r2", "+.3f"),
+)
+
+
 def format_table(children: list[Any], parent_id: str) -> str:
-    cols = {"pearson": "align/pearson", "spearman": "align/spearman", "low/high": "perturb/low_over_high",
-            "val/loss": "val/loss"}
+    """One row per job: status and the numbers that say what it found, each column right-aligned
+    at fixed decimals; a metric a job did not log (it failed) shows as `-`."""
+    def cell(run: Any, key: str, fmt: str) -> str:
+        value = run.data.metrics.get(key, math.nan)
+        return format(value, fmt) if math.isfinite(value) else "-"
+
+    cells = [[cell(r, key, fmt) for _, key, fmt in TABLE_COLUMNS] for r in children]
+    widths = [max([len(header), *(len(row[i]) for row in cells)]) for i, (header, _, _) in enumerate(TABLE_COLUMNS)]
     width = max([len(r.info.run_name or "") for r in children] + [3])
-    lines = [f"\nsweep parent run {parent_id}: {len(children)} jobs",
-             f"  {'job':<{width}}  {'status':<8}" + "".join(f"{c:>10}" for c in cols)]
-    for r in children:
-        values = "".join(f"{r.data.metrics.get(key, math.nan):>10.4g}" for key in cols.values())
-        lines.append(f"  {r.info.run_name:<{width}}  {r.info.status:<8}{values}")
+    lines = [f"\nsweep parent run {parent_id}: {len(children)} jobs "
+             "(gain: anticorrelation trained − untrained; excess: over the strongest baseline; "
+             "input mse: the noisy input's own error)",
+             f"  {'job':<{width}}  {'status':<8}" + "".join(f"  {h:>{w}}" for (h, _, _), w in zip(TABLE_COLUMNS, widths))]
+    for r, row in zip(children, cells):
+        lines.append(f"  {r.info.run_name or '':<{width}}  {r.info.status:<8}"
+                     + "".join(f"  {c:>{w}}" for c, w in zip(row, widths)))
     return "\n".join(lines)

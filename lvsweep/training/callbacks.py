@@ -22,8 +22,18 @@ def crossed(before: int, after: int, every: int) -> bool:
     return after // every > before // every
 
 
+def on_device(batch: Any, module: Any) -> Any:
+    """A tensor, or a tuple of them, on the module's device: data made outside Lightning (the
+    batches and the noisy input the callbacks read attention on) stays on the CPU while the model
+    trains wherever `trainer.accelerator` put it."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(module.device)
+    return tuple(on_device(b, module) for b in batch)
+
+
 class LossHistory(pl.Callback):
-    """`train/loss` after each Lightning step, `val/loss` after each validation, both at the end.
+    """`train/loss`, `val/loss` of the untrained model at step 0; then `train/loss` after each
+    Lightning step, `val/loss` after each validation, both at the end.
 
     A step's `train/loss` is the loss that drove its last update, so it is logged at the epoch it
     was evaluated at (`epochs_done - 1`); the final losses are evaluated after the last update.
@@ -34,6 +44,16 @@ class LossHistory(pl.Callback):
         self.batches = {"train/loss": train_batch, "val/loss": val_batch}
         self.final: dict[str, float] = {}
 
+    def evaluate(self, pl_module: Any) -> dict[str, float]:
+        with evaluating(pl_module):
+            return {key: pl_module.reported_loss(on_device(b, pl_module)) for key, b in self.batches.items()}
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: Any) -> None:
+        initial = self.evaluate(pl_module)
+        if pl_module.epochs_per_step == 1:  # the first step logs the untrained train/loss at 0 itself
+            initial.pop("train/loss")
+        self.sink(initial, 0)
+
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: Any, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
         self.sink({"train/loss": pl_module.train_loss}, pl_module.epochs_done - 1)
@@ -43,13 +63,13 @@ class LossHistory(pl.Callback):
             self.sink({"val/loss": pl_module.val_loss}, pl_module.epochs_done)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: Any) -> None:
-        with evaluating(pl_module):
-            self.final = {key: pl_module.reported_loss(b) for key, b in self.batches.items()}
+        self.final = self.evaluate(pl_module)
         self.sink(self.final, pl_module.epochs_done)
 
 
 class AlignmentCallback(pl.Callback):
-    """Correlation of the model's attention with the sensitivity, every `every` epochs and at the end."""
+    """Correlation of the model's attention with the sensitivity: of the untrained model at step 0
+    (so a history starts where training does), every `every` epochs, and at the end."""
 
     def __init__(self, noisy: torch.Tensor, sensitivity: np.ndarray, every: int, sink: MetricSink) -> None:
         self.noisy = noisy
@@ -57,15 +77,21 @@ class AlignmentCallback(pl.Callback):
         self.every = every
         self.sink = sink
         self.last_logged = 0
+        self.initial: dict[str, float] = {}
         self.final: dict[str, float] = {}
 
     def measure(self, pl_module: Any) -> dict[str, float]:
+        noisy = on_device(self.noisy, pl_module)
         with torch.no_grad():
-            attention = pl_module.attention(self.noisy).numpy()
+            attention = pl_module.attention(noisy).cpu().numpy()
         metrics = alignment_metrics(attention, self.sensitivity)
         if hasattr(pl_module, "head_attention"):
-            metrics.update(head_metrics(pl_module, self.noisy, self.sensitivity))
+            metrics.update(head_metrics(pl_module, noisy, self.sensitivity))
         return metrics
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: Any) -> None:
+        self.initial = self.measure(pl_module)  # before the first update: the untrained model
+        self.sink(self.initial, 0)
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: Any, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
@@ -85,7 +111,7 @@ def head_metrics(pl_module: Any, noisy: torch.Tensor, sensitivity: np.ndarray) -
     """`align/pearson_head<h>`, `align/spearman_head<h>` (h from 0) for models with several heads;
     with replicates, head h's correlation averaged over replicates."""
     with torch.no_grad():
-        heads = pl_module.head_attention(noisy).numpy()
+        heads = pl_module.head_attention(noisy).cpu().numpy()
     n_heads = heads.shape[-2]
     r = pearson(heads, sensitivity).reshape(-1, n_heads).mean(0)
     rho = spearman(heads, sensitivity).reshape(-1, n_heads).mean(0)

@@ -1,4 +1,5 @@
-"""A Lightning Trainer configured for small full-batch models on the CPU.
+"""A Lightning Trainer configured for small full-batch models, on the CPU unless
+`trainer.accelerator` says otherwise.
 
 Everything that costs time per step without helping here (progress bar, checkpoints, the
 built-in logger, sanity validation, model summary) is off; metric histories go through our own
@@ -29,8 +30,8 @@ def quiet_lightning() -> None:
 def make_trainer(trainer_cfg: Any, callbacks: Sequence[pl.Callback]) -> pl.Trainer:
     steps = math.ceil(trainer_cfg.epochs / trainer_cfg.log_every)
     return pl.Trainer(
-        accelerator="cpu",
-        devices=1,
+        accelerator=str(getattr(trainer_cfg, "accelerator", "cpu")),  # cpu, auto or gpu (validated)
+        devices=int(getattr(trainer_cfg, "devices", 1)),
         max_epochs=steps,  # one Lightning epoch = one batch = `log_every` full-batch epochs
         check_val_every_n_epoch=max(1, round(trainer_cfg.val_every / trainer_cfg.log_every)),
         callbacks=list(callbacks),
