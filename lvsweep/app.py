@@ -96,7 +96,7 @@ def run_job(cfg: DictConfig) -> float:
             raise
         print(f"  job failed: {describe(exc)}", file=sys.stderr)
         return objective_value(cfg, {})
-    print_summary(result, recorder.run_id, plain, out_dir, multirun)
+    print_summary(result, recorder.run_id, recorder.experiment_id, plain, out_dir, multirun)
     return objective_value(cfg, result.metrics)
 
 
@@ -139,7 +139,8 @@ def describe(exc: BaseException) -> str:
     return str(exc) if isinstance(exc, LvsweepError) else f"{type(exc).__name__}: {exc}"
 
 
-def print_summary(result: RunResult, run_id: str, cfg: DictConfig, out_dir: Path, multirun: bool) -> None:
+def print_summary(result: RunResult, run_id: str, experiment_id: str, cfg: DictConfig, out_dir: Path,
+                  multirun: bool) -> None:
     """The run's numbers with what they mean: each against what it must beat (the baselines, the
     untrained model, the noisy input's own error), and a plain sentence where the answer is no."""
     m = result.metrics
@@ -153,7 +154,7 @@ def print_summary(result: RunResult, run_id: str, cfg: DictConfig, out_dir: Path
         print(f"  {line}" + (f"  ⇒ {'; '.join(flags)}" if flags else ""))
         return
     from lvsweep.analysis.controls import BASELINES, strongest_baseline
-    from lvsweep.tracking.runs import resolve_uri
+    from lvsweep.tracking.runs import resolve_uri, ui_link
 
     uri = resolve_uri(cfg.tracking.uri)
     strongest, _ = strongest_baseline(m)
@@ -175,7 +176,8 @@ def print_summary(result: RunResult, run_id: str, cfg: DictConfig, out_dir: Path
     if cfg.analysis.log_model:
         lines.append(f"  model: mlflow.pytorch.load_model('runs:/{run_id}/model')")
     lines += [f"  run {run_id} in experiment '{cfg.tracking.experiment}'; browse with:",
-              f"    mlflow ui --backend-store-uri {uri}"]
+              f"    mlflow ui --backend-store-uri {uri}",
+              f"    then open {ui_link(experiment_id)}"]
     print("\n".join(lines))
 
 

@@ -37,6 +37,12 @@ EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_de
 COMPARABLE_DIRS = ("figures",)
 
 
+def ui_link(experiment_id: str, host: str = "http://127.0.0.1:5000") -> str:
+    """The experiment's runs table in `mlflow ui`. MLflow 3's UI opens an experiment in its GenAI
+    view unless the link asks for the model-training view (it ignores the experiment's kind tag)."""
+    return f"{host}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+
+
 def resolve_uri(uri: Optional[str]) -> str:
     """`tracking.uri`, else $MLFLOW_TRACKING_URI, else the SQLite store under the launch directory."""
     return uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
@@ -129,6 +135,7 @@ class RunRecorder:
         if parent_run_id:
             all_tags[PARENT_TAG] = parent_run_id
         self.client = client
+        self.experiment_id = experiment_id
         self.run_id = retry_locked(client.create_run, experiment_id, run_name=run_name, tags=all_tags).info.run_id
         self.flush_every_s = flush_every_s
         self.closed = False
