@@ -12,13 +12,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from lvsweep.config.schema import TOLERANCE
 from lvsweep.systems.simulate import DEFAULT_SOLVER, Orbit, Solver, describe_params, integrate, solve
 from lvsweep.errors import LvsweepError
 from lvsweep.systems import DynamicalSystem
 
 
-def step_propagators(system: DynamicalSystem, x: np.ndarray, dt: float, rtol: float = 1e-10,
-                     atol: float = 1e-10, solver: Solver = DEFAULT_SOLVER) -> np.ndarray:
+def step_propagators(system: DynamicalSystem, x: np.ndarray, dt: float, rtol: float = TOLERANCE,
+                     atol: float = TOLERANCE, solver: Solver = DEFAULT_SOLVER) -> np.ndarray:
     """Φ(dt) started at every state of `x[N, d]`, in one solve of the state [N, d + d²]; returns [N, d, d]."""
     n, d = x.shape
 
@@ -83,7 +84,7 @@ def lyapunov_spectrum(props: np.ndarray, dt: float, settle: int = 0) -> np.ndarr
 
 
 def attractor_starts(system: DynamicalSystem, around: np.ndarray, spread: float, count: int, seed: int,
-                     transient: float, rtol: float = 1e-10, atol: float = 1e-10) -> np.ndarray:
+                     transient: float, rtol: float = TOLERANCE, atol: float = TOLERANCE) -> np.ndarray:
     """`count` states on the attractor, `[count, d]`: Gaussian scatter (std `spread`) about `around`,
     each carried through `transient` time units in one batched solve, so they land on the attractor
     at unrelated places (independent orbits, which an ensemble average needs)."""
@@ -93,7 +94,7 @@ def attractor_starts(system: DynamicalSystem, around: np.ndarray, spread: float,
 
 
 def ensemble_spectrum(system: DynamicalSystem, starts: np.ndarray, duration: float, dt: float, settle: float,
-                      rtol: float = 1e-10, atol: float = 1e-10) -> np.ndarray:
+                      rtol: float = TOLERANCE, atol: float = TOLERANCE) -> np.ndarray:
     """The Lyapunov spectrum of each orbit from `starts[k, d]`, `[k, d]`, over `duration` time units
     after a frame-settling time `settle` (not counted; see `lyapunov_spectrum`).
 
@@ -118,8 +119,8 @@ class OrbitStability:
         return float(self.spectrum[0])
 
 
-def orbit_stability(system: DynamicalSystem, orbit: Orbit, horizon: float, rtol: float = 1e-10,
-                    atol: float = 1e-10, solver: Solver = DEFAULT_SOLVER) -> OrbitStability:
+def orbit_stability(system: DynamicalSystem, orbit: Orbit, horizon: float, rtol: float = TOLERANCE,
+                    atol: float = TOLERANCE, solver: Solver = DEFAULT_SOLVER) -> OrbitStability:
     """FTLE at every sample (the orbit is continued past its end to cover the last horizon) and the
     Lyapunov spectrum of the orbit itself."""
     dt = float(orbit.t[1] - orbit.t[0])

@@ -17,6 +17,7 @@ import numpy as np
 from lvsweep.analysis.alignment import spearman
 from lvsweep.errors import LvsweepError
 from lvsweep.analysis.ftle import OrbitStability, orbit_stability
+from lvsweep.config.schema import TOLERANCE
 from lvsweep.systems.simulate import DEFAULT_SOLVER, Orbit, Solver
 from lvsweep.systems import DynamicalSystem, resolve_measure
 
@@ -67,7 +68,7 @@ class SensitivityReport:
 
 
 def measure_sensitivity(kind: str, system: DynamicalSystem, orbit: Orbit, ftle_horizon: float,
-                        rtol: float = 1e-10, atol: float = 1e-10, solver: Solver = DEFAULT_SOLVER) -> SensitivityReport:
+                        rtol: float = TOLERANCE, atol: float = TOLERANCE, solver: Solver = DEFAULT_SOLVER) -> SensitivityReport:
     """The chosen profile, plus the orbit's stability (FTLE and exponents), computed for every run."""
     measure = resolve_measure(kind, system)
     stability = orbit_stability(system, orbit, ftle_horizon, rtol, atol, solver)
@@ -81,6 +82,6 @@ def measure_sensitivity(kind: str, system: DynamicalSystem, orbit: Orbit, ftle_h
 
 
 def sensitivity_profile(kind: str, system: DynamicalSystem, orbit: Orbit, ftle_horizon: float = 1.0,
-                        rtol: float = 1e-10, atol: float = 1e-10, solver: Solver = DEFAULT_SOLVER) -> SensitivityProfile:
+                        rtol: float = TOLERANCE, atol: float = TOLERANCE, solver: Solver = DEFAULT_SOLVER) -> SensitivityProfile:
     """The profile alone, for scripts that need no stability metrics."""
     return measure_sensitivity(kind, system, orbit, ftle_horizon, rtol, atol, solver).profile

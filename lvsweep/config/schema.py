@@ -31,6 +31,10 @@ class LinearForm(str, Enum):
 # orbit, PRC batches, FTLE propagators) takes ~35,000 evaluations and ~1 s, so neither bound touches
 # a normal run, while a stiff system under DOP853 stops within a minute instead of running for hours.
 ODE_METHODS = ("DOP853", "Radau", "LSODA", "BDF")
+# Relative and absolute tolerance of every solve unless a config or caller says otherwise: tight,
+# because the sensitivity analysis differentiates along the orbit (a conserved V must stay constant
+# to ~1e-8 relative, or "flat" and "steep" blur).
+TOLERANCE = 1e-12
 MAX_STEPS = 1_000_000
 MAX_SECONDS = 120.0
 
@@ -64,8 +68,8 @@ class SystemConfig:
     t_end: float = MISSING
     n_steps: int = MISSING
     # Relative and absolute tolerances of the ODE solver.
-    rtol: float = 1e-12
-    atol: float = 1e-12
+    rtol: float = TOLERANCE
+    atol: float = TOLERANCE
     # scipy's solve_ivp method: DOP853 (explicit, the default) or a stiff-capable Radau, LSODA, BDF.
     method: str = ODE_METHODS[0]
     # Bounds of every single solve, so a stiff or runaway system fails with an error instead of

@@ -1,6 +1,6 @@
 """Integrate systems accurately, once per distinct setting in a process, and never without bounds.
 
-Tolerances are tight (default 1e-12) because the sensitivity analysis differentiates along the
+Tolerances are tight (`TOLERANCE`, 1e-12, unless the config says otherwise) because the sensitivity analysis differentiates along the
 orbit: a conserved V must stay constant to ~1e-8 relative or "flat" and "steep" blur.
 
 Every solve in the package goes through `solve`, which counts right-hand-side evaluations and
@@ -18,7 +18,7 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 from scipy.integrate import solve_ivp
 
-from lvsweep.config.schema import MAX_SECONDS, MAX_STEPS, ODE_METHODS as METHODS
+from lvsweep.config.schema import MAX_SECONDS, MAX_STEPS, ODE_METHODS as METHODS, TOLERANCE
 from lvsweep.errors import LvsweepError
 from lvsweep.systems import DynamicalSystem, check_start, make_system
 
@@ -103,7 +103,7 @@ def solve(system: DynamicalSystem, f: Callable[[float, np.ndarray], np.ndarray],
 
 
 def integrate(system: DynamicalSystem, x0: np.ndarray, t_eval: np.ndarray,
-              rtol: float = 1e-12, atol: float = 1e-12, solver: Solver = DEFAULT_SOLVER) -> np.ndarray:
+              rtol: float = TOLERANCE, atol: float = TOLERANCE, solver: Solver = DEFAULT_SOLVER) -> np.ndarray:
     """Integrate a batch of starts `x0[k, d]` together; returns states `[k, len(t_eval), d]`."""
     x0 = np.atleast_2d(np.asarray(x0, dtype=float))
     k, d = x0.shape
