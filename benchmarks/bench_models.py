@@ -21,12 +21,13 @@ from typing import Any
 
 import torch
 
+from lvsweep.config.keys import MODEL_SCHEMAS
 from lvsweep.app import compose_config
 from lvsweep.data.trajectory import TrajectoryDataModule, make_data
 from lvsweep.models import AttentionModel, make_model
 from lvsweep.systems.simulate import simulate
 
-MODELS = ("linear", "multihead", "transformer")
+MODELS = tuple(MODEL_SCHEMAS)
 LONG_T = 100_000
 
 

@@ -10,9 +10,9 @@ from typing import Any, Mapping, Optional, Sequence
 from lvsweep.config.schema import LinearModelConfig, LvsweepConfig, MultiHeadModelConfig, TransformerModelConfig
 from lvsweep.errors import LvsweepError, require
 
-# The schema of each model, by `model.name`.
-MODEL_SCHEMAS: dict[str, type] = {"linear": LinearModelConfig, "multihead": MultiHeadModelConfig,
-                                  "transformer": TransformerModelConfig}
+# The schema of each model, by `model.name` (each schema's default name is its option's name).
+MODEL_SCHEMAS: dict[str, type] = {schema.name: schema for schema in (LinearModelConfig, MultiHeadModelConfig,
+                                                                     TransformerModelConfig)}
 # Mappings whose keys are not fixed by a schema: `system.params` is checked against the chosen
 # system's parameter names when the system is built; tags are the user's own.
 FREE_MAPPINGS = ("system.params", "tracking.tags")

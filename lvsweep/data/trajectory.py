@@ -12,6 +12,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 
+from lvsweep.config.schema import NoiseKind
 from lvsweep.errors import LvsweepError
 from lvsweep.systems.simulate import Orbit
 
@@ -31,7 +32,7 @@ def add_noise(clean: np.ndarray, kind: str, level: float, rng: np.random.Generat
         return clean * (1.0 + level * eps)
     if kind == "none":
         return clean.copy()
-    raise LvsweepError("noise.kind", f"unknown kind '{kind}'; allowed: gaussian, relative, multiplicative, none")
+    raise LvsweepError("noise.kind", f"unknown kind '{kind}'; allowed: {', '.join(k.value for k in NoiseKind)}")
 
 
 @dataclass(frozen=True)

@@ -7,12 +7,12 @@ import torch
 
 from lvsweep.errors import LvsweepError
 from lvsweep.models.base import AttentionModel
+from lvsweep.config.keys import MODEL_SCHEMAS
 from lvsweep.models.linear import LinearAttention, StackedLinearAttention
 from lvsweep.models.multihead import MultiHeadAttention
 from lvsweep.models.replicated import ReplicatedModel
 from lvsweep.models.transformer import TransformerAttention
 
-MODELS = ("linear", "multihead", "transformer")
 
 
 def make_model(model_cfg: Any, dim: int, epochs: int, epochs_per_step: int) -> AttentionModel:
@@ -26,7 +26,7 @@ def make_model(model_cfg: Any, dim: int, epochs: int, epochs_per_step: int) -> A
             return MultiHeadAttention(dim, **common)
         return TransformerAttention(dim, layers=int(model_cfg.layers), ff_width=int(model_cfg.ff_width),
                                     **common)
-    raise LvsweepError("model.name", f"unknown model '{model_cfg.name}'; allowed: {', '.join(MODELS)}")
+    raise LvsweepError("model.name", f"unknown model '{model_cfg.name}'; allowed: {', '.join(MODEL_SCHEMAS)}")
 
 
 def make_replicates(model_cfg: Any, dim: int, epochs: int, epochs_per_step: int, seeds: Sequence[int],

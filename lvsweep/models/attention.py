@@ -14,7 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-REDUCTIONS = ("received", "last_layer", "rollout")
+from lvsweep.config.schema import AttentionReduce
+
+REDUCTIONS = tuple(r.value for r in AttentionReduce)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from lvsweep.config.schema import Sensitivity
 from lvsweep.errors import LvsweepError
 from lvsweep.systems.base import REGISTRY, DynamicalSystem
 
@@ -36,7 +37,7 @@ def check_start(system: DynamicalSystem, start: Sequence[float]) -> None:
         raise LvsweepError("system.start", f"{list(start)} is outside the state space: {problem}")
 
 
-MEASURES = ("auto", "lyapunov_normal", "ftle")
+MEASURES = tuple(m.value for m in Sensitivity)
 
 
 def resolve_measure(kind: str, system: DynamicalSystem) -> str:
