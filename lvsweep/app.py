@@ -20,12 +20,13 @@ from omegaconf import DictConfig, OmegaConf
 from lvsweep import __version__
 from lvsweep.config import CONF_MODULE, validate
 from lvsweep.errors import LvsweepError, exit_with_error
+from lvsweep.metric_names import ALIGN_ANTICORRELATION, ALIGN_BASELINE_LINEAR, ALIGN_BASELINE_NORM, ALIGN_EXCESS, ALIGN_PEARSON, ALIGN_PVALUE, ALIGN_SPEARMAN, ALIGN_SPEARMAN_CI_HIGH, ALIGN_SPEARMAN_CI_LOW, ALIGN_SPEARMAN_INIT, ALIGN_TRAINING_GAIN, PERTURB_LOW_OVER_HIGH, TRAIN_LOSS, VAL_LOSS, VAL_NOISY_MSE, VAL_R2
 
 if TYPE_CHECKING:
     from lvsweep.pipeline import RunResult
     from lvsweep.tracking.runs import RunRecorder
 
-OBJECTIVE = "align/anticorrelation"
+OBJECTIVE = ALIGN_ANTICORRELATION
 
 
 
@@ -146,10 +147,10 @@ def print_summary(result: RunResult, run_id: str, experiment_id: str, cfg: DictC
     m = result.metrics
     measure = result.tags.get("lvsweep.sensitivity", cfg.analysis.sensitivity)
     if multirun:
-        line = (f"pearson {m['align/pearson']:+.3f}  spearman {m['align/spearman']:+.3f}  "
-                f"gain {m['align/training_gain']:+.3f}  excess {m['align/excess']:+.3f}  p {m['align/pvalue']:.3f}  "
-                f"low/high {m['perturb/low_over_high']:.3f}  val/loss {m['val/loss']:.4g} "
-                f"(input {m['val/noisy_mse']:.4g}, R² {m['val/r2']:+.2f})")
+        line = (f"pearson {m[ALIGN_PEARSON]:+.3f}  spearman {m[ALIGN_SPEARMAN]:+.3f}  "
+                f"gain {m[ALIGN_TRAINING_GAIN]:+.3f}  excess {m[ALIGN_EXCESS]:+.3f}  p {m[ALIGN_PVALUE]:.3f}  "
+                f"low/high {m[PERTURB_LOW_OVER_HIGH]:.3f}  val/loss {m[VAL_LOSS]:.4g} "
+                f"(input {m[VAL_NOISY_MSE]:.4g}, R² {m[VAL_R2]:+.2f})")
         flags = short_verdicts(m)
         print(f"  {line}" + (f"  ⇒ {'; '.join(flags)}" if flags else ""))
         return
@@ -161,14 +162,14 @@ def print_summary(result: RunResult, run_id: str, experiment_id: str, cfg: DictC
     lines = [
         f"\nlvsweep {__version__} · {cfg.system.name} · noise {cfg.noise.kind} {cfg.noise.level:g} · "
         f"model {cfg.model.name} · seed {cfg.seed} · replicates {cfg.replicates}",
-        f"  attention vs {measure}:  Pearson r = {m['align/pearson']:+.3f}   "
-        f"Spearman ρ = {m['align/spearman']:+.3f}{spread(m, cfg.replicates)}   (anticorrelation {m[OBJECTIVE]:+.3f})",
-        f"  controls (Spearman ρ): state norm {m['align/baseline_norm']:+.3f}   best linear score "
-        f"{m['align/baseline_linear']:+.3f}   untrained {m['align/spearman_init']:+.3f}",
-        f"  training gain {m['align/training_gain']:+.3f} (anticorrelation trained − untrained)   "
-        f"excess {m['align/excess']:+.3f} over the strongest baseline ({BASELINES.get(strongest, 'none')})",
-        f"  circular-shift p = {m['align/pvalue']:.3f} (one-sided)   "
-        f"perturb/low_over_high = {m['perturb/low_over_high']:.3f} (paper's claim: > 1)",
+        f"  attention vs {measure}:  Pearson r = {m[ALIGN_PEARSON]:+.3f}   "
+        f"Spearman ρ = {m[ALIGN_SPEARMAN]:+.3f}{spread(m, cfg.replicates)}   (anticorrelation {m[OBJECTIVE]:+.3f})",
+        f"  controls (Spearman ρ): state norm {m[ALIGN_BASELINE_NORM]:+.3f}   best linear score "
+        f"{m[ALIGN_BASELINE_LINEAR]:+.3f}   untrained {m[ALIGN_SPEARMAN_INIT]:+.3f}",
+        f"  training gain {m[ALIGN_TRAINING_GAIN]:+.3f} (anticorrelation trained − untrained)   "
+        f"excess {m[ALIGN_EXCESS]:+.3f} over the strongest baseline ({BASELINES.get(strongest, 'none')})",
+        f"  circular-shift p = {m[ALIGN_PVALUE]:.3f} (one-sided)   "
+        f"perturb/low_over_high = {m[PERTURB_LOW_OVER_HIGH]:.3f} (paper's claim: > 1)",
         *(f"  ⇒ {sentence}" for sentence in verdicts(m)),
         f"  reconstruction: {denoising(m)}",
         f"  figures: {out_dir / 'figures'}",
@@ -187,50 +188,50 @@ def verdicts(m: dict[str, float]) -> list[str]:
     from lvsweep.analysis.controls import BASELINES, strongest_baseline
 
     out = []
-    if m["align/training_gain"] < 0:
+    if m[ALIGN_TRAINING_GAIN] < 0:
         out.append(f"training weakened the alignment: the untrained model anticorrelated more "
-                   f"(ρ {m['align/spearman_init']:+.3f} before training, {m['align/spearman']:+.3f} after)")
-    if m["align/excess"] <= 0:
+                   f"(ρ {m[ALIGN_SPEARMAN_INIT]:+.3f} before training, {m[ALIGN_SPEARMAN]:+.3f} after)")
+    if m[ALIGN_EXCESS] <= 0:
         name, rho = strongest_baseline(m)
-        untrained = name == "align/spearman_init"
+        untrained = name == ALIGN_SPEARMAN_INIT
         out.append(f"the model beats no baseline: the {BASELINES[name]}"
                    f"{'' if untrained else ', which needs no training,'} anticorrelates at least as much "
-                   f"(ρ {rho:+.3f} vs {m['align/spearman']:+.3f})")
-    elif m["align/excess"] > 0:
-        out.append(f"the attention anticorrelates more than every baseline, by {m['align/excess']:.3f}"
-                   + ("" if m["align/pvalue"] <= 0.05 else
-                      f", but not significantly against circular shifts (p = {m['align/pvalue']:.3f})"))
+                   f"(ρ {rho:+.3f} vs {m[ALIGN_SPEARMAN]:+.3f})")
+    elif m[ALIGN_EXCESS] > 0:
+        out.append(f"the attention anticorrelates more than every baseline, by {m[ALIGN_EXCESS]:.3f}"
+                   + ("" if m[ALIGN_PVALUE] <= 0.05 else
+                      f", but not significantly against circular shifts (p = {m[ALIGN_PVALUE]:.3f})"))
     return out
 
 
 def short_verdicts(m: dict[str, float]) -> list[str]:
     """The same verdicts in a few words, for a multirun's one line per job."""
     out = []
-    if m["align/training_gain"] < 0:
+    if m[ALIGN_TRAINING_GAIN] < 0:
         out.append("training weakened it")
-    if m["align/excess"] <= 0:
+    if m[ALIGN_EXCESS] <= 0:
         out.append("beats no baseline")
-    if not m["val/loss"] < m["val/noisy_mse"]:
+    if not m[VAL_LOSS] < m[VAL_NOISY_MSE]:
         out.append("does not denoise")
     return out
 
 
 def denoising(m: dict[str, float]) -> str:
     """`val/loss` against the error of doing nothing (`val/noisy_mse`) and `val/r2`, in words."""
-    loss, noisy, r2 = m["val/loss"], m["val/noisy_mse"], m["val/r2"]
+    loss, noisy, r2 = m[VAL_LOSS], m[VAL_NOISY_MSE], m[VAL_R2]
     head = f"val loss {loss:.4g} vs {noisy:.4g} for the noisy input itself; R² {r2:+.2f}: "
     if loss < noisy:
         verdict = f"the model denoises ({100 * (1 - loss / noisy):.0f} % lower error than its input)"
     else:
         verdict = "the model does not denoise (returning the noisy input would do better)"
-    return f"{head}{verdict}   (train loss {m['train/loss']:.4g})"
+    return f"{head}{verdict}   (train loss {m[TRAIN_LOSS]:.4g})"
 
 
 def spread(m: dict[str, float], replicates: int) -> str:
     """The 95 % interval over replicates, when there are several."""
     if replicates < 2:
         return ""
-    return f" [95% CI {m['align/spearman_ci_low']:+.3f}, {m['align/spearman_ci_high']:+.3f}; {replicates} replicates]"
+    return f" [95% CI {m[ALIGN_SPEARMAN_CI_LOW]:+.3f}, {m[ALIGN_SPEARMAN_CI_HIGH]:+.3f}; {replicates} replicates]"
 
 
 @hydra.main(version_base="1.3", config_path=f"pkg://{CONF_MODULE}", config_name="config")

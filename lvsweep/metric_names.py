@@ -1,12 +1,30 @@
-"""The names of the metrics runs log, defined once: analysis, tracking, the summary, the report
-and the sweeper import them from here."""
+"""The names of the metrics runs log, defined once: analysis, training, tracking, the summary,
+the report and the sweeper import them from here (tests spell them out: they check the contract)."""
 from __future__ import annotations
 
+TRAIN_LOSS = "train/loss"  # reconstruction loss on the training input
+VAL_LOSS = "val/loss"  # the same on the independent validation draw
+VAL_NOISY_MSE = "val/noisy_mse"  # the validation input's own error against the clean orbit (the loss of doing nothing)
+VAL_R2 = "val/r2"  # 1 - val/loss / val/noisy_mse: > 0 when the model denoises
+ALIGN_PEARSON = "align/pearson"  # Pearson r of attention with the sensitivity along the orbit
+ALIGN_SPEARMAN = "align/spearman"  # Spearman rho of the same
+ALIGN_ANTICORRELATION = "align/anticorrelation"  # -align/spearman: what a search maximises
+ALIGN_SPEARMAN_CI_LOW = "align/spearman_ci_low"  # 95 % t-interval of rho over replicates
+ALIGN_SPEARMAN_CI_HIGH = "align/spearman_ci_high"
+ALIGN_SPEARMAN_INIT = "align/spearman_init"  # rho of the untrained model's attention
+ALIGN_BASELINE_NORM = "align/baseline_norm"  # rho of the noisy state's norm (needs no training)
+ALIGN_BASELINE_LINEAR = "align/baseline_linear"  # rho of the best linear score of the noisy state (needs no training)
+ALIGN_EXCESS = "align/excess"  # the model's anticorrelation minus the strongest baseline's
+ALIGN_PVALUE = "align/pvalue"  # one-sided p against circular shifts of attention in time
+ALIGN_TRAINING_GAIN = "align/training_gain"  # anticorrelation trained minus untrained
+PERTURB_LOW_OVER_HIGH = "perturb/low_over_high"  # separation after low- over high-attention kicks
+DYNAMICS_MAX_LYAPUNOV = "dynamics/max_lyapunov"  # largest Lyapunov exponent estimated along the orbit
+SENSITIVITY_FTLE_VS_LYAPUNOV_SPEARMAN = "sensitivity/ftle_vs_lyapunov_spearman"  # rho between the FTLE and the Lyapunov profile (systems with V)
+PRC_SPEARMAN = "prc/spearman"  # rho of attention with the phase response (analysis.prc=true)
+PRC_PERIOD = "prc/period"  # the oscillation's period (analysis.prc=true)
+
 # Final metrics every run logs; `objectives` must name some of them.
-RUN_METRICS = ("train/loss", "val/loss", "align/pearson", "align/spearman", "align/anticorrelation",
-               "perturb/low_over_high", "val/r2", "val/noisy_mse", "align/excess", "align/pvalue",
-               "align/training_gain", "dynamics/max_lyapunov")
-# Final metrics only some runs log: each with the setting that turns it on (all: analysis.prc).
-OPTIONAL_METRICS = {"prc/spearman": "analysis.prc=true", "prc/period": "analysis.prc=true"}
-
-
+RUN_METRICS = (TRAIN_LOSS, VAL_LOSS, ALIGN_PEARSON, ALIGN_SPEARMAN, ALIGN_ANTICORRELATION, PERTURB_LOW_OVER_HIGH,
+               VAL_R2, VAL_NOISY_MSE, ALIGN_EXCESS, ALIGN_PVALUE, ALIGN_TRAINING_GAIN, DYNAMICS_MAX_LYAPUNOV)
+# Final metrics only some runs log: each with the setting that turns it on.
+OPTIONAL_METRICS = {PRC_SPEARMAN: "analysis.prc=true", PRC_PERIOD: "analysis.prc=true"}

@@ -28,6 +28,7 @@ from lvsweep.analysis.sensitivity import measure_sensitivity
 from lvsweep.systems.simulate import Orbit, Solver, simulate
 from lvsweep.systems import DynamicalSystem, make_system
 from lvsweep.training.trainer import fit
+from lvsweep.metric_names import ALIGN_ANTICORRELATION, PERTURB_LOW_OVER_HIGH, PRC_SPEARMAN
 
 
 @dataclass
@@ -73,13 +74,13 @@ def run_experiment(cfg: Any, sink: MetricSink, out_dir: Path) -> RunResult:
         heads = heads.reshape(-1, *heads.shape[-2:]).mean(axis=0)
     recon = reconstruction_metrics(model, datamodule.val_batch)
     controls = control_metrics(replicate_attention, init_attention, data.replicates_train(), profile.values,
-                               align.final["align/anticorrelation"])
+                               align.final[ALIGN_ANTICORRELATION])
     sink({**recon, **controls}, model.epochs_done)
     p = cfg.analysis.perturb
     pert = perturbation_test(system, orbit, profile.normals, attention, p.k, p.epsilon, p.horizon,
                              cfg.system.rtol, cfg.system.atol, solver=solver)
-    sink({"perturb/low_over_high": pert.low_over_high}, model.epochs_done)
-    metrics = {**losses.final, **recon, **align.final, **controls, "perturb/low_over_high": pert.low_over_high,
+    sink({PERTURB_LOW_OVER_HIGH: pert.low_over_high}, model.epochs_done)
+    metrics = {**losses.final, **recon, **align.final, **controls, PERTURB_LOW_OVER_HIGH: pert.low_over_high,
                **report.metrics}
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -111,7 +112,7 @@ def phase_response_analysis(cfg: Any, system: DynamicalSystem, orbit: Orbit, att
     artifacts = [write_prc_csv(out_dir / "prc.csv", response, system.state_names)]
     if cfg.analysis.figures:
         artifacts.append(figures.phase_response(out_dir / "figures" / "prc.png", response, system.state_names,
-                                                orbit.t, attention, metrics["prc/spearman"]))
+                                                orbit.t, attention, metrics[PRC_SPEARMAN]))
     return metrics, artifacts
 
 

@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 from scipy.stats import rankdata, t as student_t
+from lvsweep.metric_names import ALIGN_ANTICORRELATION, ALIGN_PEARSON, ALIGN_SPEARMAN
 
 CONFIDENCE = 0.95
 
@@ -62,9 +63,9 @@ def alignment_metrics(attention: np.ndarray, sensitivity: np.ndarray) -> dict[st
     r = pearson(attention, sensitivity)
     rho = spearman(attention, sensitivity)
     return {
-        "align/pearson": float(np.mean(r)),
-        "align/spearman": float(np.mean(rho)),
-        "align/anticorrelation": -float(np.mean(rho)),
-        **replicate_summary("align/pearson", r),
-        **replicate_summary("align/spearman", rho),
+        ALIGN_PEARSON: float(np.mean(r)),
+        ALIGN_SPEARMAN: float(np.mean(rho)),
+        ALIGN_ANTICORRELATION: -float(np.mean(rho)),
+        **replicate_summary(ALIGN_PEARSON, r),
+        **replicate_summary(ALIGN_SPEARMAN, rho),
     }

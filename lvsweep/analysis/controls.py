@@ -14,6 +14,7 @@ import numpy as np
 from scipy.stats import rankdata
 
 from lvsweep.analysis.alignment import spearman
+from lvsweep.metric_names import ALIGN_BASELINE_LINEAR, ALIGN_BASELINE_NORM, ALIGN_EXCESS, ALIGN_PVALUE, ALIGN_SPEARMAN_INIT, ALIGN_TRAINING_GAIN
 
 
 def as_replicates(x: np.ndarray, trailing: int) -> np.ndarray:
@@ -83,15 +84,15 @@ def circular_shift_pvalue(attention: np.ndarray, sensitivity: np.ndarray) -> flo
 # The scores of the state a trained model has to beat, by metric, with the name the summary gives
 # them. The untrained model is one: an attention that anticorrelates only as much as its own
 # initialisation did has learnt nothing about the sensitivity.
-BASELINES = {"align/baseline_norm": "state norm", "align/baseline_linear": "best linear score",
-             "align/spearman_init": "untrained model"}
+BASELINES = {ALIGN_BASELINE_NORM: "state norm", ALIGN_BASELINE_LINEAR: "best linear score",
+             ALIGN_SPEARMAN_INIT: "untrained model"}
 
 
 def baseline_metrics(noisy: np.ndarray, sensitivity: np.ndarray) -> dict[str, float]:
     """`align/baseline_norm` and `align/baseline_linear`: they read only the noisy input, so they
     are known before training starts and are logged from step 0 of the histories on."""
-    return {"align/baseline_norm": baseline_norm(noisy, sensitivity),
-            "align/baseline_linear": baseline_linear(noisy, sensitivity)}
+    return {ALIGN_BASELINE_NORM: baseline_norm(noisy, sensitivity),
+            ALIGN_BASELINE_LINEAR: baseline_linear(noisy, sensitivity)}
 
 
 def strongest_baseline(metrics: Mapping[str, float]) -> tuple[str, float]:
@@ -116,11 +117,11 @@ def control_metrics(attention: np.ndarray, init_attention: np.ndarray, noisy: np
       (−ρ_trained − (−ρ_init)): what training added; negative when training weakened it.
     """
     init = float(np.mean(spearman(init_attention, sensitivity)))
-    metrics = {**baseline_metrics(noisy, sensitivity), "align/spearman_init": init}
+    metrics = {**baseline_metrics(noisy, sensitivity), ALIGN_SPEARMAN_INIT: init}
     _, strongest = strongest_baseline(metrics)
     return {
         **metrics,
-        "align/pvalue": circular_shift_pvalue(attention, sensitivity),
-        "align/excess": anticorrelation - (-strongest),
-        "align/training_gain": anticorrelation - (-init),
+        ALIGN_PVALUE: circular_shift_pvalue(attention, sensitivity),
+        ALIGN_EXCESS: anticorrelation - (-strongest),
+        ALIGN_TRAINING_GAIN: anticorrelation - (-init),
     }

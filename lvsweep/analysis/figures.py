@@ -15,6 +15,7 @@ from lvsweep.analysis.perturbation import PerturbationResult
 from lvsweep.analysis.plotting import legend_outside, save, styled, subplots
 from lvsweep.analysis.prc import PhaseResponse
 from lvsweep.systems import DynamicalSystem
+from lvsweep.metric_names import ALIGN_BASELINE_LINEAR, ALIGN_BASELINE_NORM, ALIGN_EXCESS, ALIGN_PEARSON, ALIGN_PVALUE, ALIGN_SPEARMAN, ALIGN_SPEARMAN_CI_HIGH, ALIGN_SPEARMAN_CI_LOW, ALIGN_SPEARMAN_INIT
 
 HIGH, LOW = "tab:red", "tab:blue"
 # Attention relative to uniform (T·a_t: 1 = every step weighted alike) is drawn on one fixed log range
@@ -187,8 +188,8 @@ def attention_vs_sensitivity(path: Path, t: np.ndarray, attention: np.ndarray, s
     ax_s.set_ylabel("rank of attention")
     ax_s.set_xlim(-0.02, 1.02)
     ax_s.set_ylim(-0.02, 1.02)
-    ax_s.set_title(f"Rank scatter: Pearson r = {metrics['align/pearson']:+.3f}   "
-                   f"Spearman ρ = {metrics['align/spearman']:+.3f}")
+    ax_s.set_title(f"Rank scatter: Pearson r = {metrics[ALIGN_PEARSON]:+.3f}   "
+                   f"Spearman ρ = {metrics[ALIGN_SPEARMAN]:+.3f}")
     _controls_panel(ax_c, metrics)
     fig.suptitle(f"Attention against the sensitivity along the orbit ({label})")
     fig.tight_layout()
@@ -197,13 +198,13 @@ def attention_vs_sensitivity(path: Path, t: np.ndarray, attention: np.ndarray, s
 
 def _controls_panel(ax: Axes, m: dict[str, float]) -> None:
     labels = ["model", "untrained model", "state norm", "best linear score"]
-    values = [m["align/spearman"], m["align/spearman_init"], m["align/baseline_norm"], m["align/baseline_linear"]]
+    values = [m[ALIGN_SPEARMAN], m[ALIGN_SPEARMAN_INIT], m[ALIGN_BASELINE_NORM], m[ALIGN_BASELINE_LINEAR]]
     colors = ["black", "0.6", "tab:green", "tab:blue"]
     y = np.arange(len(labels))[::-1]
     ax.barh(y, values, color=colors, height=0.6)
-    if "align/spearman_ci_low" in m:  # only with replicates
-        ax.errorbar(values[0], y[0], xerr=[[values[0] - m["align/spearman_ci_low"]],
-                                           [m["align/spearman_ci_high"] - values[0]]],
+    if ALIGN_SPEARMAN_CI_LOW in m:  # only with replicates
+        ax.errorbar(values[0], y[0], xerr=[[values[0] - m[ALIGN_SPEARMAN_CI_LOW]],
+                                           [m[ALIGN_SPEARMAN_CI_HIGH] - values[0]]],
                     color="tab:red", capsize=4, lw=1.5)
         note = "red: 95 % CI over replicates"
     else:
@@ -212,7 +213,7 @@ def _controls_panel(ax: Axes, m: dict[str, float]) -> None:
     ax.set_yticks(y, labels)
     ax.set_xlim(-1, 1)
     ax.set_xlabel(f"Spearman ρ with the sensitivity\n({note})")
-    ax.set_title(f"Controls: excess {m['align/excess']:+.3f}   circular-shift p = {m['align/pvalue']:.3f}")
+    ax.set_title(f"Controls: excess {m[ALIGN_EXCESS]:+.3f}   circular-shift p = {m[ALIGN_PVALUE]:.3f}")
 
 
 @styled

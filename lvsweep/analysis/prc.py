@@ -28,6 +28,7 @@ from lvsweep.analysis.alignment import spearman
 from lvsweep.errors import LvsweepError
 from lvsweep.systems.simulate import DEFAULT_SOLVER, Orbit, Solver, integrate
 from lvsweep.systems import DynamicalSystem
+from lvsweep.metric_names import PRC_PERIOD, PRC_SPEARMAN
 
 SAMPLES_PER_PERIOD = 400
 
@@ -88,7 +89,7 @@ def state_index(state: str, names: tuple[str, ...]) -> int:
 
 def prc_alignment(response: PhaseResponse, t: np.ndarray, attention: np.ndarray) -> dict[str, float]:
     """Does attention find the times when a kick moves the clock most? Spearman(attention, |PRC(phase(t))|)."""
-    return {"prc/spearman": float(spearman(attention, np.abs(response.at(t)))), "prc/period": response.period}
+    return {PRC_SPEARMAN: float(spearman(attention, np.abs(response.at(t)))), PRC_PERIOD: response.period}
 
 
 def write_prc_csv(path: Path, response: PhaseResponse, names: tuple[str, ...]) -> Path:

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from lvsweep.models.base import evaluating
+from lvsweep.metric_names import VAL_NOISY_MSE, VAL_R2
 
 
 def r2_score(prediction: torch.Tensor, target: torch.Tensor) -> float:
@@ -26,4 +27,4 @@ def reconstruction_metrics(model: Any, batch: tuple[torch.Tensor, torch.Tensor])
     noisy, clean = (b.to(model.device) for b in batch)  # where the model is (trainer.accelerator)
     with evaluating(model):
         prediction = model(noisy)
-    return {"val/r2": r2_score(prediction, clean), "val/noisy_mse": float(torch.mean((noisy - clean) ** 2))}
+    return {VAL_R2: r2_score(prediction, clean), VAL_NOISY_MSE: float(torch.mean((noisy - clean) ** 2))}

@@ -20,6 +20,7 @@ from lvsweep.analysis.ftle import OrbitStability, orbit_stability
 from lvsweep.config.schema import TOLERANCE
 from lvsweep.systems.simulate import DEFAULT_SOLVER, Orbit, Solver
 from lvsweep.systems import DynamicalSystem, resolve_measure
+from lvsweep.metric_names import DYNAMICS_MAX_LYAPUNOV, SENSITIVITY_FTLE_VS_LYAPUNOV_SPEARMAN
 
 
 @dataclass(frozen=True)
@@ -72,11 +73,11 @@ def measure_sensitivity(kind: str, system: DynamicalSystem, orbit: Orbit, ftle_h
     """The chosen profile, plus the orbit's stability (FTLE and exponents), computed for every run."""
     measure = resolve_measure(kind, system)
     stability = orbit_stability(system, orbit, ftle_horizon, rtol, atol, solver)
-    metrics = {"dynamics/max_lyapunov": stability.max_lyapunov}
+    metrics = {DYNAMICS_MAX_LYAPUNOV: stability.max_lyapunov}
     ftle = SensitivityProfile("ftle", stability.ftle.values, stability.ftle.directions)
     if system.has_lyapunov:  # both notions exist: show how they relate, whichever the run uses
         analytic = lyapunov_normal(system, orbit)
-        metrics["sensitivity/ftle_vs_lyapunov_spearman"] = float(spearman(ftle.values, analytic.values))
+        metrics[SENSITIVITY_FTLE_VS_LYAPUNOV_SPEARMAN] = float(spearman(ftle.values, analytic.values))
     profile = analytic if measure == "lyapunov_normal" else ftle
     return SensitivityReport(profile, stability, metrics)
 

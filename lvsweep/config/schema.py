@@ -13,6 +13,7 @@ from typing import Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
+from lvsweep.metric_names import ALIGN_ANTICORRELATION
 
 class NoiseKind(str, Enum):
     gaussian = "gaussian"
@@ -232,7 +233,7 @@ class LvsweepConfig:
     # model; replicate 0 uses `seed`, replicate r a seed derived from (seed, r).
     replicates: int = 1
     # What the task returns: one metric name for a single objective, several for multi-objective search.
-    objectives: List[str] = field(default_factory=lambda: ["align/anticorrelation"])
+    objectives: List[str] = field(default_factory=lambda: [ALIGN_ANTICORRELATION])
 
 
 def register_configs() -> None:

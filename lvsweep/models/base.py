@@ -14,6 +14,7 @@ import pytorch_lightning as pl
 import torch
 
 from lvsweep.errors import LvsweepError
+from lvsweep.metric_names import TRAIN_LOSS
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -86,7 +87,7 @@ class AttentionModel(pl.LightningModule, ABC):
         self.train_loss = float(losses.detach().mean())
         if not math.isfinite(self.train_loss):
             raise LvsweepError(
-                "train/loss", f"became {self.train_loss} by epoch {self.epochs_done}: the optimisation "
+                TRAIN_LOSS, f"became {self.train_loss} by epoch {self.epochs_done}: the optimisation "
                 f"diverged; lower model.lr (now {self.lr:g}) or noise.level")
         return loss.detach()
 

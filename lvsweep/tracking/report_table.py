@@ -11,6 +11,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from lvsweep.analysis.alignment import t_interval
+from lvsweep.metric_names import ALIGN_BASELINE_LINEAR, ALIGN_BASELINE_NORM, ALIGN_EXCESS, ALIGN_PVALUE, ALIGN_SPEARMAN, ALIGN_SPEARMAN_CI_HIGH, ALIGN_SPEARMAN_CI_LOW, ALIGN_SPEARMAN_INIT, VAL_LOSS
 
 # A numeric factor with more distinct values than this (an Optuna study's `model.lr`, sampled from a
 # continuous range) is grouped into N_BINS quantile bins: one group per 17-digit value would give
@@ -18,15 +19,15 @@ from lvsweep.analysis.alignment import t_interval
 MAX_LEVELS = 6
 N_BINS = 4
 COLUMNS = [  # report column, metric it comes from
-    ("spearman", "align/spearman"),
-    ("ci_low", "align/spearman_ci_low"),
-    ("ci_high", "align/spearman_ci_high"),
-    ("pvalue", "align/pvalue"),
-    ("baseline_norm", "align/baseline_norm"),
-    ("baseline_linear", "align/baseline_linear"),
-    ("spearman_init", "align/spearman_init"),
-    ("excess", "align/excess"),
-    ("val_loss", "val/loss"),
+    ("spearman", ALIGN_SPEARMAN),
+    ("ci_low", ALIGN_SPEARMAN_CI_LOW),
+    ("ci_high", ALIGN_SPEARMAN_CI_HIGH),
+    ("pvalue", ALIGN_PVALUE),
+    ("baseline_norm", ALIGN_BASELINE_NORM),
+    ("baseline_linear", ALIGN_BASELINE_LINEAR),
+    ("spearman_init", ALIGN_SPEARMAN_INIT),
+    ("excess", ALIGN_EXCESS),
+    ("val_loss", VAL_LOSS),
 ]
 
 
@@ -45,8 +46,8 @@ class Group:
         the CI a t-interval over the runs' mean Spearman, and the largest p-value (conservative)."""
         row = {name: float(np.mean(self.values(metric))) for name, metric in COLUMNS}
         if len(self.runs) > 1:
-            row["ci_low"], row["ci_high"] = t_interval(self.values("align/spearman"))
-            row["pvalue"] = float(np.max(self.values("align/pvalue")))
+            row["ci_low"], row["ci_high"] = t_interval(self.values(ALIGN_SPEARMAN))
+            row["pvalue"] = float(np.max(self.values(ALIGN_PVALUE)))
         row["runs"] = len(self.runs)
         row["replicates"] = int(sum(int(r.data.params.get("replicates", 1)) for r in self.runs))
         return row
@@ -68,7 +69,7 @@ NOTE = ("ρ < 0 is the paper's claim (attention high where the sensitivity is lo
 def table(factors: list[str], groups: list[Group]) -> tuple[list[str], list[list[str]]]:
     """The report's header and rows as display strings, shared by report.md and report.html."""
     head = [*factors, "runs × replicates", "Spearman ρ (95 % CI)", "p (circular shift)", "ρ state norm",
-            "ρ best linear", "ρ untrained", "excess", "val/loss"]
+            "ρ best linear", "ρ untrained", "excess", VAL_LOSS]
     rows = []
     for g in groups:
         r = g.row()

@@ -13,6 +13,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from lvsweep.errors import LvsweepError
+from lvsweep.metric_names import ALIGN_ANTICORRELATION, ALIGN_EXCESS, ALIGN_PEARSON, ALIGN_PVALUE, ALIGN_SPEARMAN, ALIGN_TRAINING_GAIN, PERTURB_LOW_OVER_HIGH, VAL_LOSS, VAL_NOISY_MSE, VAL_R2
 
 if TYPE_CHECKING:
     from lvsweep.tracking.runs import RunRecorder
@@ -74,7 +75,7 @@ class MlflowSweepCallback(Callback):
         mark_swept(self.parent.client, self.parent.run_id, children)
         failed = [r.info.run_name for r in children if r.info.status != "FINISHED"]
         FAILED_JOBS[:] = failed
-        scores = [r.data.metrics.get("align/anticorrelation", math.nan) for r in children]
+        scores = [r.data.metrics.get(ALIGN_ANTICORRELATION, math.nan) for r in children]
         finite = [s for s in scores if math.isfinite(s)]
         summary = {"sweep/jobs": len(children), "sweep/failed": len(failed)}
         if finite:
@@ -131,15 +132,15 @@ def mark_swept(client: Any, parent_run_id: str, children: list[Any]) -> list[str
 # The closing table's columns: header, metric, format. Every column has fixed decimals, so the
 # numbers of a column line up and compare by eye (a general format would mix 0.1234 with 1.2e-05).
 TABLE_COLUMNS = (
-    ("pearson", "align/pearson", "+.3f"),
-    ("spearman", "align/spearman", "+.3f"),
-    ("gain", "align/training_gain", "+.3f"),
-    ("excess", "align/excess", "+.3f"),
-    ("p", "align/pvalue", ".3f"),
-    ("low/high", "perturb/low_over_high", ".3f"),
-    ("val/loss", "val/loss", ".3f"),
-    ("input mse", "val/noisy_mse", ".3f"),
-    ("R²", "val/r2", "+.3f"),
+    ("pearson", ALIGN_PEARSON, "+.3f"),
+    ("spearman", ALIGN_SPEARMAN, "+.3f"),
+    ("gain", ALIGN_TRAINING_GAIN, "+.3f"),
+    ("excess", ALIGN_EXCESS, "+.3f"),
+    ("p", ALIGN_PVALUE, ".3f"),
+    ("low/high", PERTURB_LOW_OVER_HIGH, ".3f"),
+    (VAL_LOSS, VAL_LOSS, ".3f"),
+    ("input mse", VAL_NOISY_MSE, ".3f"),
+    ("R²", VAL_R2, "+.3f"),
 )
 
 

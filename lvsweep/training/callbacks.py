@@ -13,6 +13,7 @@ import torch
 
 from lvsweep.analysis.alignment import alignment_metrics, pearson, spearman
 from lvsweep.models.base import evaluating
+from lvsweep.metric_names import TRAIN_LOSS, VAL_LOSS
 
 MetricSink = Callable[[Mapping[str, float], int], None]
 
@@ -41,7 +42,7 @@ class LossHistory(pl.Callback):
 
     def __init__(self, sink: MetricSink, train_batch: Any, val_batch: Any) -> None:
         self.sink = sink
-        self.batches = {"train/loss": train_batch, "val/loss": val_batch}
+        self.batches = {TRAIN_LOSS: train_batch, VAL_LOSS: val_batch}
         self.final: dict[str, float] = {}
 
     def evaluate(self, pl_module: Any) -> dict[str, float]:
@@ -51,16 +52,16 @@ class LossHistory(pl.Callback):
     def on_train_start(self, trainer: pl.Trainer, pl_module: Any) -> None:
         initial = self.evaluate(pl_module)
         if pl_module.epochs_per_step == 1:  # the first step logs the untrained train/loss at 0 itself
-            initial.pop("train/loss")
+            initial.pop(TRAIN_LOSS)
         self.sink(initial, 0)
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: Any, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
-        self.sink({"train/loss": pl_module.train_loss}, pl_module.epochs_done - 1)
+        self.sink({TRAIN_LOSS: pl_module.train_loss}, pl_module.epochs_done - 1)
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: Any) -> None:
         if pl_module.epochs_done < pl_module.epochs:  # the final value is logged at train end
-            self.sink({"val/loss": pl_module.val_loss}, pl_module.epochs_done)
+            self.sink({VAL_LOSS: pl_module.val_loss}, pl_module.epochs_done)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: Any) -> None:
         self.final = self.evaluate(pl_module)
