@@ -78,8 +78,9 @@ def run_job(cfg: DictConfig) -> float:
         recorder.log_tags(result.tags)
         recorder.finish()
     except (KeyboardInterrupt, SystemExit) as exc:
-        from lvsweep.interrupts import stop_exception
+        from lvsweep.interrupts import note, stop_exception
 
+        note(exc)  # a SIGTERM that reached us as Lightning's SIGTERMException counts as one
         stop = stop_exception()  # Ctrl-C or SIGTERM, whatever shape it took on the way here
         if recorder is not None:
             recorder.finish(error=stop, status="KILLED")

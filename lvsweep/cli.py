@@ -124,7 +124,8 @@ def main() -> None:
     interrupts.install()
     try:
         run_command()
-    except KeyboardInterrupt:  # outside the task: nothing of ours is open
+    except KeyboardInterrupt as exc:  # outside the task: nothing of ours is open
+        interrupts.note(exc)
         print(f"lvsweep: {interrupts.stop_reason()}", file=sys.stderr)
         sys.exit(interrupts.exit_status())
 
@@ -147,6 +148,7 @@ def run_command() -> None:
     except SweepAborted as exc:  # nothing was opened yet
         exit_with_error(one_line(exc.error))
     except (KeyboardInterrupt, SystemExit) as exc:
+        interrupts.note(exc)
         stopped = isinstance(exc, KeyboardInterrupt) or interrupts.terminated()
         if not stopped and exc.code in (0, None):
             raise

@@ -6,10 +6,14 @@ no chance to close the MLflow run. The handler installed here raises `Terminated
 `KeyboardInterrupt`, so every path that already closes runs on Ctrl-C (the job in `app.py`, the
 sweep's parent run in `cli.py`, the Optuna trial in the sweeper) closes them on SIGTERM too.
 
-Lightning installs its own SIGTERM handler while it trains. It keeps the handler it found and
-calls it after its own (which only sets a flag), so ours still raises; Lightning then turns the
-`KeyboardInterrupt` into `SystemExit(1)` as it does for Ctrl-C. Whatever shape the exception
-takes on its way out, `stop_reason()` says which signal it was, from the record kept here.
+Lightning installs its own SIGTERM handler for the length of each `fit` unless told not to
+(`keep_sigterm`): it swaps every signal handler of the process at the start and again at the
+end, sets a flag on SIGTERM and raises its own `SIGTERMException` (a `SystemExit`) from the
+training loop at the next step. A SIGTERM seen only that way never reached `_on_sigterm`, and the
+run was closed as "interrupted" with exit 130. Our trainers therefore keep this module's handler
+throughout, and `note(exc)` still reads a SIGTERM off whatever exception stops the process (our
+`Terminated`, Lightning's `SIGTERMException`, or the `SystemExit(1)` Lightning raises after
+either), so `stop_reason()` says which signal it was on every path.
 """
 from __future__ import annotations
 
@@ -37,6 +41,37 @@ def _on_sigterm(signum: int, frame: Optional[FrameType]) -> None:
     _received.append(signum)
     if first:
         raise Terminated()
+
+
+def _says_sigterm(exc: BaseException) -> bool:
+    """Our `Terminated`, or Lightning's `SIGTERMException` (told by name: Lightning is not imported here)."""
+    return isinstance(exc, Terminated) or any(c.__name__ == "SIGTERMException" for c in type(exc).__mro__)
+
+
+def note(exc: BaseException) -> None:
+    """Record a SIGTERM that `exc`, or an exception it was raised from or while handling, stands for:
+    a SIGTERM that some other handler saw first still ends the process as "terminated"."""
+    seen: set[int] = set()
+    inner: Optional[BaseException] = exc
+    while inner is not None and id(inner) not in seen:
+        seen.add(id(inner))
+        if _says_sigterm(inner):
+            if not terminated():
+                _received.append(signal.SIGTERM)
+            return
+        inner = inner.__cause__ or inner.__context__
+
+
+def keep_sigterm(trainer: object) -> None:
+    """Keep this module's SIGTERM handler installed while `trainer` fits. Lightning's signal
+    connector would replace every handler of the process at the start of `fit` (CPython runs a
+    pending signal's handler inside that very call) and restore them at its end, and in between
+    handle a SIGTERM its own way: a flag, then a `SystemExit` from the loop. lvsweep needs none of
+    it (no checkpoints, no Lightning-driven requeue), so the connector installs nothing; its
+    teardown then has nothing to restore."""
+    connector = getattr(trainer, "_signal_connector", None)
+    if connector is not None:
+        connector.register_signal_handlers = lambda: None
 
 
 def install() -> None:

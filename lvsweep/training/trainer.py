@@ -28,8 +28,11 @@ def quiet_lightning() -> None:
 
 
 def make_trainer(trainer_cfg: Any, callbacks: Sequence[pl.Callback]) -> pl.Trainer:
+    """The Trainer, leaving SIGTERM to lvsweep's own handler (see `lvsweep.interrupts`)."""
+    from lvsweep.interrupts import keep_sigterm
+
     steps = math.ceil(trainer_cfg.epochs / trainer_cfg.log_every)
-    return pl.Trainer(
+    trainer = pl.Trainer(
         accelerator=str(getattr(trainer_cfg, "accelerator", "cpu")),  # cpu, auto or gpu (validated)
         devices=int(getattr(trainer_cfg, "devices", 1)),
         max_epochs=steps,  # one Lightning epoch = one batch = `log_every` full-batch epochs
@@ -42,6 +45,8 @@ def make_trainer(trainer_cfg: Any, callbacks: Sequence[pl.Callback]) -> pl.Train
         num_sanity_val_steps=0,
         deterministic=False,
     )
+    keep_sigterm(trainer)
+    return trainer
 
 
 def fit(model: pl.LightningModule, datamodule: pl.LightningDataModule, trainer_cfg: Any,
