@@ -23,6 +23,7 @@ from lvsweep.estimation.fit import FitSettings, fit
 from lvsweep.estimation.model import Model, quantity_names
 from lvsweep.estimation.observed import ObservedSeries, load_series, lynx_hare
 from lvsweep.estimation.result import EstimationResult, Estimate
+from lvsweep.estimation.weighting import WeightedFit, WeightingStudy, fit_weighted, weighting_study
 
 __all__ = ["Estimate", "EstimationResult", "FitSettings", "Model", "ObservedSeries", "fit", "load_series",
-           "lynx_hare", "quantity_names"]
+           "lynx_hare", "quantity_names", "WeightedFit", "WeightingStudy", "fit_weighted", "weighting_study"]

@@ -74,9 +74,11 @@ class Prior:
         theta = np.asarray(theta, dtype=float)
         if self.kind == "lognormal":
             return (theta - math.log(self.a)) / self.b
-        mode = math.log(self.a) if self.kind == "halfnormal" else float(np.clip(theta, *self.bounds()).mean())
-        with np.errstate(all="ignore"):
-            gap = np.maximum(self.logpdf(np.array(mode)) - self.logpdf(theta), 0.0)
+        if self.kind == "loguniform":  # flat inside: no pull; outside: a wall
+            lo, hi = self.bounds()
+            return np.where((theta >= lo) & (theta <= hi), 0.0, 1e3)
+        mode = math.log(self.a)  # half-normal: log p(θ) peaks at v = scale
+        gap = np.maximum(self.logpdf(np.array(mode)) - self.logpdf(theta), 0.0)
         return np.where(np.isfinite(gap), np.sign(theta - mode) * np.sqrt(2 * gap), 1e3)
 
     def center(self) -> float:
