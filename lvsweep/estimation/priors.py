@@ -1,0 +1,139 @@
+"""Weakly-informative priors, given as data so a YAML file can override them later.
+
+Every free quantity (rates, initial states, noise levels) is positive, and the sampler works in
+θ = log(value): log-rates are close to Gaussian for these fits, and positivity costs nothing.
+So each prior is written for the value but evaluated as a density of θ (with the Jacobian).
+
+A spec is a dict: {"kind": "lognormal", "median": m, "sigma": s} (log value ~ Normal(log m, s)),
+{"kind": "halfnormal", "scale": s}, or {"kind": "loguniform", "low": a, "high": b}.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Mapping, Optional
+
+import numpy as np
+
+from lvsweep.errors import LvsweepError
+
+KINDS = {"lognormal": ("median", "sigma"), "halfnormal": ("scale",), "loguniform": ("low", "high")}
+
+# Lotka-Volterra on the scale of the lynx-hare records (tens of thousands of pelts, cycles of about
+# ten years): growth and death rates of order 1 per year, interaction rates of order 0.01-0.1 per
+# pelt-thousand; a log-sd of 1 allows a factor e either way at one sd, e^2 at two.
+LOTKA_VOLTERRA = {
+    "alpha": {"kind": "lognormal", "median": 1.0, "sigma": 1.0},
+    "gamma": {"kind": "lognormal", "median": 1.0, "sigma": 1.0},
+    "beta": {"kind": "lognormal", "median": 0.05, "sigma": 1.0},
+    "delta": {"kind": "lognormal", "median": 0.05, "sigma": 1.0},
+}
+# Measurement noise on the log scale: a median of 0.25 (±25 %) and a factor e either way.
+SIGMA = {"kind": "lognormal", "median": 0.25, "sigma": 1.0}
+X0_SIGMA = 1.0  # initial states: log-normal around the first observation
+
+
+@dataclass(frozen=True)
+class Prior:
+    """One prior, as a log density of θ = log(value)."""
+    kind: str
+    a: float
+    b: float = 0.0
+
+    def logpdf(self, theta: np.ndarray) -> np.ndarray:
+        """log p(θ) for θ = log(value), any shape; -inf outside the support."""
+        theta = np.asarray(theta, dtype=float)
+        if self.kind == "lognormal":  # a = median, b = log-sd
+            z = (theta - math.log(self.a)) / self.b
+            return -0.5 * z * z - math.log(self.b * math.sqrt(2 * math.pi))
+        if self.kind == "halfnormal":  # a = scale; p(v) ∝ exp(-v²/2a²), times dv/dθ = v
+            v = np.exp(np.minimum(theta, 50.0))
+            return -0.5 * (v / self.a) ** 2 + theta + math.log(math.sqrt(2 / math.pi) / self.a)
+        lo, hi = math.log(self.a), math.log(self.b)  # loguniform: flat in θ on [log a, log b]
+        return np.where((theta >= lo) & (theta <= hi), -math.log(hi - lo), -np.inf)
+
+    def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """n draws of θ from this prior, [n] (used for optimiser starts)."""
+        if self.kind == "lognormal":
+            return math.log(self.a) + self.b * rng.standard_normal(n)
+        if self.kind == "halfnormal":
+            return np.log(np.abs(self.a * rng.standard_normal(n)) + 1e-12)
+        return rng.uniform(math.log(self.a), math.log(self.b), n)
+
+    def bounds(self) -> tuple[float, float]:
+        """A box in θ holding all but a negligible part of the prior mass (the optimiser's bounds)."""
+        if self.kind == "lognormal":
+            return math.log(self.a) - 8 * self.b, math.log(self.a) + 8 * self.b
+        if self.kind == "halfnormal":
+            return math.log(self.a) - 20.0, math.log(self.a) + 3.0
+        return math.log(self.a), math.log(self.b)
+
+    def residual(self, theta: np.ndarray) -> np.ndarray:
+        """A least-squares residual whose half square is -log p(θ) up to a constant: signed
+        sqrt(2 (log p(mode) - log p(θ))); exactly z = (θ - log median)/sigma for a log-normal."""
+        theta = np.asarray(theta, dtype=float)
+        if self.kind == "lognormal":
+            return (theta - math.log(self.a)) / self.b
+        if self.kind == "loguniform":  # flat inside: no pull; outside: a wall
+            lo, hi = self.bounds()
+            return np.where((theta >= lo) & (theta <= hi), 0.0, 1e3)
+        mode = math.log(self.a)  # half-normal: log p(θ) peaks at v = scale
+        gap = np.maximum(self.logpdf(np.array(mode)) - self.logpdf(theta), 0.0)
+        return np.where(np.isfinite(gap), np.sign(theta - mode) * np.sqrt(2 * gap), 1e3)
+
+    def center(self) -> float:
+        """A typical θ under this prior: the log-median."""
+        if self.kind == "lognormal":
+            return math.log(self.a)
+        if self.kind == "halfnormal":
+            return math.log(0.6745 * self.a)
+        return 0.5 * (math.log(self.a) + math.log(self.b))
+
+
+def parse_prior(name: str, spec: Mapping[str, Any]) -> Prior:
+    """A Prior from a spec dict; a bad spec is one line naming `estimation.priors.<name>`."""
+    field = f"estimation.priors.{name}"
+    kind = spec.get("kind")
+    if kind not in KINDS:
+        raise LvsweepError(field, f"kind {kind!r} is not one of {', '.join(KINDS)}")
+    keys = KINDS[kind]
+    extra = sorted(set(spec) - {"kind", *keys})
+    if extra or any(k not in spec for k in keys):
+        raise LvsweepError(field, f"a {kind} prior takes exactly {', '.join(keys)}; got {', '.join(sorted(spec))}")
+    values = [float(spec[k]) for k in keys]
+    if not all(math.isfinite(v) and v > 0 for v in values):
+        raise LvsweepError(field, f"{', '.join(keys)} must be finite and > 0; got {values}")
+    if kind == "loguniform" and values[0] >= values[1]:
+        raise LvsweepError(field, f"low must be < high; got {values}")
+    return Prior(kind, *values)
+
+
+def default_prior_specs(system_name: str, params: Mapping[str, float], state_names: tuple[str, ...],
+                        first_obs: np.ndarray) -> dict[str, dict[str, Any]]:
+    """The default spec for every quantity that can be free.
+
+    Lotka-Volterra gets the lynx-hare scale table above; other systems a log-normal with log-sd 1
+    around their configured parameter values (the config is the modeller's best guess).
+    Initial states: log-normal with log-sd 1 around the first observation [d].
+    """
+    specs: dict[str, dict[str, Any]] = {}
+    for name, value in params.items():
+        if system_name == "lotka_volterra" and name in LOTKA_VOLTERRA:
+            specs[name] = dict(LOTKA_VOLTERRA[name])
+        else:
+            specs[name] = {"kind": "lognormal", "median": abs(value) or 1.0, "sigma": 1.0}
+    for s, y0 in zip(state_names, first_obs):
+        specs[f"x0_{s}"] = {"kind": "lognormal", "median": float(y0), "sigma": X0_SIGMA}
+        specs[f"sigma_{s}"] = dict(SIGMA)
+    return specs
+
+
+def resolve_priors(defaults: Mapping[str, Mapping[str, Any]], overrides: Optional[Mapping[str, Mapping[str, Any]]],
+                   free: tuple[str, ...]) -> dict[str, Prior]:
+    """Priors of the free quantities: the defaults, each replaced whole by an override of the same name."""
+    overrides = dict(overrides or {})
+    unknown = sorted(set(overrides) - set(defaults))
+    if unknown:
+        raise LvsweepError(f"estimation.priors.{unknown[0]}", f"not a quantity of this model; allowed: "
+                                                              f"{', '.join(defaults)}")
+    return {name: parse_prior(name, overrides.get(name, defaults[name])) for name in free}
