@@ -13,7 +13,7 @@ import os
 import time
 
 from lvsweep.estimation import fit, lynx_hare
-from lvsweep.systems import LotkaVolterra
+from lvsweep.systems.lotka_volterra import LotkaVolterra
 
 
 def main() -> None:

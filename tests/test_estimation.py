@@ -15,8 +15,8 @@ from lvsweep.errors import LvsweepError
 from lvsweep.estimation import FitSettings, Model, ObservedSeries, fit, load_series, lynx_hare
 from lvsweep.estimation.point import find_mode
 from lvsweep.estimation.weighting import WEIGHTINGS, fit_weighted, weighting_study
-from lvsweep.simulate import integrate
-from lvsweep.systems import LotkaVolterra
+from lvsweep.systems.simulate import integrate
+from lvsweep.systems.lotka_volterra import LotkaVolterra
 
 TRUTH = {"alpha": 0.55, "beta": 0.028, "gamma": 0.8, "delta": 0.024}
 START = {"x0_prey": 33.0, "x0_predator": 6.0}

@@ -25,7 +25,7 @@ import numpy as np
 from scipy.integrate import odeint
 
 from lvsweep.errors import LvsweepError
-from lvsweep.simulate import BLOW_UP, integrate
+from lvsweep.systems.simulate import BLOW_UP, integrate
 from lvsweep.systems import DynamicalSystem
 
 _BATCHABLE: dict[type, bool] = {}
