@@ -90,9 +90,11 @@ BASELINES = {ALIGN_BASELINE_NORM: "state norm", ALIGN_BASELINE_LINEAR: "best lin
 
 def baseline_metrics(noisy: np.ndarray, sensitivity: np.ndarray) -> dict[str, float]:
     """`align/baseline_norm` and `align/baseline_linear`: they read only the noisy input, so they
-    are known before training starts and are logged from step 0 of the histories on."""
-    return {ALIGN_BASELINE_NORM: baseline_norm(noisy, sensitivity),
-            ALIGN_BASELINE_LINEAR: baseline_linear(noisy, sensitivity)}
+    are known before training starts and are logged from step 0 of the histories on. An input
+    that overflows gives NaN baselines quietly; the training that follows reports the divergence."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return {ALIGN_BASELINE_NORM: baseline_norm(noisy, sensitivity),
+                ALIGN_BASELINE_LINEAR: baseline_linear(noisy, sensitivity)}
 
 
 def strongest_baseline(metrics: Mapping[str, float]) -> tuple[str, float]:
