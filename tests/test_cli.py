@@ -7,34 +7,29 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from mlflow.tracking import MlflowClient
 
-from tests.helpers.servers import MlflowServer
-from tests.conftest import HANG_S, QUICK, run_cli, store_uri
+from helpers.cli import HANG_S, error_line, run_cli
+from helpers.overrides import QUICK
+from helpers.servers import MlflowServer
+from helpers.store import all_runs, client_for, parents_and_children, store_uri
 
 METRICS = {"train/loss", "val/loss", "align/pearson", "align/spearman", "align/anticorrelation",
            "perturb/low_over_high"}
 FIGURES = {"timeseries.png", "phase_portrait.png", "attention_vs_sensitivity.png", "perturbation.png"}
 
 
-def runs(cwd: Path, client: MlflowClient | None = None) -> list:
-    client = client or MlflowClient(tracking_uri=store_uri(cwd))
-    exp = client.get_experiment_by_name("lvsweep")
-    return client.search_runs([exp.experiment_id], order_by=["attributes.start_time ASC"]) if exp else []
-
-
 @pytest.fixture(scope="module")
 def single_run(tmp_path_factory):
     cwd = tmp_path_factory.mktemp("single")
-    proc = run_cli(cwd, *QUICK)
+    proc = run_cli(cwd, *QUICK, "analysis.figures=true")
     assert proc.returncode == 0, proc.stderr
     return cwd, proc
 
 
 def test_single_run_records_params_metrics_and_artifacts(single_run):
     cwd, proc = single_run
-    client = MlflowClient(tracking_uri=store_uri(cwd))
-    (run,) = runs(cwd, client)
+    client = client_for(cwd)
+    (run,) = all_runs(cwd)
     assert run.info.status == "FINISHED"
     assert METRICS <= set(run.data.metrics)
     assert run.data.metrics["align/anticorrelation"] == pytest.approx(-run.data.metrics["align/spearman"])
@@ -73,16 +68,14 @@ def test_single_run_prints_summary_and_fills_hydra_run_dir(single_run):
 @pytest.fixture(scope="module")
 def noise_sweep(tmp_path_factory):
     cwd = tmp_path_factory.mktemp("sweep")
-    return cwd, run_cli(cwd, "-m", "noise=0,2,-1", *QUICK, "analysis.figures=false")
+    return cwd, run_cli(cwd, "-m", "noise=0,2,-1", *QUICK)
 
 
 def test_noise_multirun_makes_parent_and_children_and_survives_a_failed_job(noise_sweep):
     tmp_path, proc = noise_sweep
     assert proc.returncode == 1  # one job failed, the others ran
     assert "1 job(s) failed" in proc.stderr and "noise.level: must be" in proc.stderr
-    all_runs = runs(tmp_path)
-    parents = [r for r in all_runs if "mlflow.parentRunId" not in r.data.tags]
-    children = [r for r in all_runs if "mlflow.parentRunId" in r.data.tags]
+    parents, children = parents_and_children(tmp_path)
     assert len(parents) == 1 and len(children) == 3
     assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parents[0].info.run_id}
     by_level = {r.data.params["noise.level"]: r for r in children}
@@ -96,9 +89,9 @@ def test_noise_multirun_makes_parent_and_children_and_survives_a_failed_job(nois
 
 
 def test_noise_shorthand_keeps_kind_selection_and_direct_level(tmp_path):
-    proc = run_cli(tmp_path, "noise=multiplicative", "noise.level=0.05", *QUICK, "analysis.figures=false")
+    proc = run_cli(tmp_path, "noise=multiplicative", "noise.level=0.05", *QUICK)
     assert proc.returncode == 0, proc.stderr
-    (run,) = runs(tmp_path)
+    (run,) = all_runs(tmp_path)
     assert (run.data.params["noise.kind"], run.data.params["noise.level"]) == ("multiplicative", "0.05")
 
 
@@ -113,11 +106,8 @@ def test_noise_shorthand_keeps_kind_selection_and_direct_level(tmp_path):
     ("tracking.uri=sqlite:///no/such/dir/x.db", "tracking.uri: the store's directory no/such/dir does not exist"),
 ])
 def test_bad_input_fails_fast_with_one_line_naming_the_field(tmp_path, override, message):
-    proc = run_cli(tmp_path, *QUICK, override)
-    assert proc.returncode == 2
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"lvsweep: error: {message}")
-    assert not (tmp_path / "mlruns").exists() or not runs(tmp_path)  # rejected before any work
+    assert error_line(run_cli(tmp_path, *QUICK, override)).startswith(f"lvsweep: error: {message}")
+    assert not all_runs(tmp_path)  # rejected before any work
 
 
 def test_help_is_lvsweeps_own_and_lists_the_options_in_conf(tmp_path):
@@ -142,12 +132,9 @@ def test_help_is_lvsweeps_own_and_lists_the_options_in_conf(tmp_path):
     ("noise.level=1e300", "train/loss: became nan"),
 ])
 def test_failures_during_a_run_are_recorded_and_lose_nothing(tmp_path, override, message):
-    assert run_cli(tmp_path, *QUICK, "analysis.figures=false").returncode == 0
-    proc = run_cli(tmp_path, *QUICK, override)
-    assert proc.returncode == 2
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"lvsweep: error: {message}")
-    first, second = runs(tmp_path)
+    assert run_cli(tmp_path, *QUICK).returncode == 0
+    assert error_line(run_cli(tmp_path, *QUICK, override)).startswith(f"lvsweep: error: {message}")
+    first, second = all_runs(tmp_path)
     assert first.info.status == "FINISHED" and METRICS <= set(first.data.metrics)
     assert second.info.status == "FAILED" and message in second.data.tags["lvsweep.error"]
 
@@ -160,7 +147,7 @@ def test_mlflow_server_serves_the_sweep_over_rest(noise_sweep, tmp_path):
         exp = _get(f"{base}/api/2.0/mlflow/experiments/get-by-name?experiment_name=lvsweep")["experiment"]
         found = _post(f"{base}/api/2.0/mlflow/runs/search", {"experiment_ids": [exp["experiment_id"]]})["runs"]
         assert len(found) == 4  # the parent and three jobs
-        local = {r.info.run_id: r for r in runs(cwd)}
+        local = {r.info.run_id: r for r in all_runs(cwd)}
         for run in found:
             metrics = {m["key"]: m["value"] for m in run["data"].get("metrics", [])}
             expected = local[run["info"]["run_id"]].data.metrics
