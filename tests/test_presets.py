@@ -45,6 +45,12 @@ def swept_values(key: str, value: str) -> list[str]:
     return [f"{key}={v}" for v in override.sweep_string_iterator()]
 
 
+def composed(preset: str) -> DictConfig:
+    """The preset's config with its `hydra` node, once the config every job starts from validates."""
+    validate(compose_config(preset))
+    return with_hydra(preset)
+
+
 def sweep_params(cfg: DictConfig) -> dict[str, str]:
     params = cfg.hydra.sweeper.get("params")
     return {str(k): str(v) for k, v in (params or {}).items()}
@@ -58,8 +64,7 @@ def test_the_preset_folders_are_found_and_hold_both_kinds():
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_an_experiment_preset_validates_and_a_sweeping_one_is_a_multirun_naming_its_params(name):
     preset = f"experiment={name}"
-    validate(compose_config(preset))  # the config every job starts from
-    cfg = with_hydra(preset)
+    cfg = composed(preset)
     params = sweep_params(cfg)
     sweeps = cfg.hydra.mode == RunMode.MULTIRUN
     # `python -m lvsweep experiment=<name>` sweeps without -m exactly when the preset names what it sweeps.
@@ -76,8 +81,7 @@ def test_an_experiment_preset_validates_and_a_sweeping_one_is_a_multirun_naming_
 @pytest.mark.parametrize("name", SEARCHES)
 def test_a_search_preset_selects_the_optuna_sweeper_with_a_valid_search_space(name):
     preset = f"search={name}"
-    validate(compose_config(preset))
-    cfg = with_hydra(preset)
+    cfg = composed(preset)
     assert cfg.hydra.runtime.choices["hydra/sweeper"] == "lvsweep_optuna"
     params = sweep_params(cfg)
     assert params, "no search space in hydra.sweeper.params"
