@@ -45,7 +45,7 @@ def per_seed_quantities() -> dict[str, tuple[float, float, Callable[[int], float
     from lvsweep.analysis.ftle import attractor_starts, orbit_stability
     from lvsweep.systems.simulate import Orbit, integrate
     from lvsweep.systems import make_system
-    from tests.conftest import compose_config
+    from lvsweep.app import compose_config
 
     cache: dict[tuple[str, int], np.ndarray] = {}
 
@@ -82,7 +82,7 @@ def fixed_start_quantities() -> dict[str, tuple[float, float, Callable[[], float
     from lvsweep.analysis.ftle import lyapunov_spectrum, orbit_stability, step_propagators
     from lvsweep.systems.simulate import simulate
     from lvsweep.systems import make_system
-    from tests.conftest import compose_config
+    from lvsweep.app import compose_config
     from tests.test_ftle import long_orbit
 
     def old_lorenz() -> float:  # the former test: one 100-unit orbit

@@ -10,8 +10,6 @@ from __future__ import annotations
 import dataclasses
 import shutil
 import sqlite3
-import subprocess
-import sys
 import time
 import typing
 from concurrent.futures import ThreadPoolExecutor
@@ -26,7 +24,9 @@ from lvsweep.config import validate
 from lvsweep.config.keys import MODEL_SCHEMAS
 from lvsweep.config.schema import LvsweepConfig, ModelConfig
 from lvsweep.errors import LvsweepError
-from tests.conftest import QUICK, cli_env, store_uri
+from helpers.cli import run_cli
+from helpers.overrides import QUICK
+from helpers.store import client_for
 
 OPTUNA = ("-m", "search=optuna", "hydra.sweeper.n_trials=1", *QUICK)
 
@@ -119,11 +119,9 @@ INTERNAL_NAMES = ("Traceback", "LvsweepConfig", "TrainerConfig", "NoiseConfig", 
 @pytest.fixture(scope="module")
 def seeded_store(tmp_path_factory) -> Path:
     """A store holding one FINISHED run, made with MLflow itself: what a user already recorded."""
-    from mlflow.tracking import MlflowClient
-
     cwd = tmp_path_factory.mktemp("seed")
     (cwd / "mlruns").mkdir()
-    client = MlflowClient(tracking_uri=store_uri(cwd))
+    client = client_for(cwd)
     run = client.create_run(client.create_experiment("lvsweep"), run_name="earlier")
     client.log_param(run.info.run_id, "seed", "0")
     client.set_terminated(run.info.run_id, "FINISHED")
@@ -143,8 +141,7 @@ def store_runs(cwd: Path) -> list[tuple[str, str, str]]:
 def check_row(row: Row, cwd: Path, before: list[tuple[str, str, str]]) -> list[str]:
     """Run one row; the list of what is wrong with its outcome (empty: all as promised)."""
     start = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", row.module, *row.args], cwd=cwd, env=cli_env(),
-                          capture_output=True, text=True, timeout=240)
+    proc = run_cli(cwd, *row.args, module=row.module, timeout=240)
     took = time.monotonic() - start
     lines = proc.stderr.strip().splitlines()
     problems = []

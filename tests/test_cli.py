@@ -8,10 +8,11 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from mlflow.tracking import MlflowClient
 
-from tests.helpers.servers import MlflowServer
-from tests.conftest import HANG_S, QUICK, run_cli, store_uri
+from helpers.cli import HANG_S, error_line, run_cli
+from helpers.overrides import QUICK
+from helpers.servers import MlflowServer
+from helpers.store import all_runs, client_for, parents_and_children, store_uri
 
 METRICS = {"train/loss", "val/loss", "align/pearson", "align/spearman", "align/anticorrelation",
            "perturb/low_over_high"}
@@ -25,24 +26,18 @@ def torch_cuda() -> bool:
     return torch.cuda.is_available()
 
 
-def runs(cwd: Path, client: MlflowClient | None = None) -> list:
-    client = client or MlflowClient(tracking_uri=store_uri(cwd))
-    exp = client.get_experiment_by_name("lvsweep")
-    return client.search_runs([exp.experiment_id], order_by=["attributes.start_time ASC"]) if exp else []
-
-
 @pytest.fixture(scope="module")
 def single_run(tmp_path_factory):
     cwd = tmp_path_factory.mktemp("single")
-    proc = run_cli(cwd, *QUICK)
+    proc = run_cli(cwd, *QUICK, "analysis.figures=true")
     assert proc.returncode == 0, proc.stderr
     return cwd, proc
 
 
 def test_single_run_records_params_metrics_and_artifacts(single_run):
     cwd, proc = single_run
-    client = MlflowClient(tracking_uri=store_uri(cwd))
-    (run,) = runs(cwd, client)
+    client = client_for(cwd)
+    (run,) = all_runs(cwd)
     assert run.info.status == "FINISHED"
     assert METRICS <= set(run.data.metrics)
     assert run.data.metrics["align/anticorrelation"] == pytest.approx(-run.data.metrics["align/spearman"])
@@ -81,7 +76,7 @@ def test_single_run_prints_summary_and_fills_hydra_run_dir(single_run):
 
 def test_summary_says_what_the_numbers_mean(single_run):
     cwd, proc = single_run
-    (run,) = runs(cwd)
+    (run,) = all_runs(cwd)
     m, out = run.data.metrics, proc.stdout
     # The reconstruction against the noisy input's own error, and R², as logged.
     assert f"val loss {m['val/loss']:.4g} vs {m['val/noisy_mse']:.4g} for the noisy input itself; " \
@@ -95,8 +90,8 @@ def test_summary_says_what_the_numbers_mean(single_run):
 
 def test_histories_start_at_step_0_and_no_metric_uses_a_reserved_prefix(single_run):
     cwd, _ = single_run
-    client = MlflowClient(tracking_uri=store_uri(cwd))
-    (run,) = runs(cwd, client)
+    client = client_for(cwd)
+    (run,) = all_runs(cwd)
     m = run.data.metrics
     spearman = client.get_metric_history(run.info.run_id, "align/spearman")
     assert (spearman[0].step, spearman[0].value) == (0, pytest.approx(m["align/spearman_init"], abs=1e-12))
@@ -115,8 +110,8 @@ def _attention_matches_the_csv(cwd: Path) -> None:
     import numpy as np
     import torch
 
-    client = MlflowClient(tracking_uri=store_uri(cwd))
-    (run,) = runs(cwd, client)
+    client = client_for(cwd)
+    (run,) = all_runs(cwd)
     mlflow.set_tracking_uri(store_uri(cwd))
     model = mlflow.pytorch.load_model(f"runs:/{run.info.run_id}/model")
     csv_path = Path(client.download_artifacts(run.info.run_id, "attention.csv", str(cwd)))
@@ -149,8 +144,7 @@ def test_logged_model_of_replicates_reproduces_attention_csv(tmp_path):
 def test_model_logging_can_be_switched_off(tmp_path):
     proc = run_cli(tmp_path, *QUICK, "analysis.figures=false", "analysis.log_model=false")
     assert proc.returncode == 0, proc.stderr
-    client = MlflowClient(tracking_uri=store_uri(tmp_path))
-    (run,) = runs(tmp_path, client)
+    (run,) = all_runs(tmp_path)
     assert run.outputs is None or not run.outputs.model_outputs
     assert "load_model" not in proc.stdout
 
@@ -158,16 +152,14 @@ def test_model_logging_can_be_switched_off(tmp_path):
 @pytest.fixture(scope="module")
 def noise_sweep(tmp_path_factory):
     cwd = tmp_path_factory.mktemp("sweep")
-    return cwd, run_cli(cwd, "-m", "noise=0,2,-1", *QUICK, "analysis.figures=false")
+    return cwd, run_cli(cwd, "-m", "noise=0,2,-1", *QUICK)
 
 
 def test_noise_multirun_makes_parent_and_children_and_survives_a_failed_job(noise_sweep):
     tmp_path, proc = noise_sweep
     assert proc.returncode == 1  # one job failed, the others ran
     assert "1 job(s) failed" in proc.stderr and "noise.level: must be" in proc.stderr
-    all_runs = runs(tmp_path)
-    parents = [r for r in all_runs if "mlflow.parentRunId" not in r.data.tags]
-    children = [r for r in all_runs if "mlflow.parentRunId" in r.data.tags]
+    parents, children = parents_and_children(tmp_path)
     assert len(parents) == 1 and len(children) == 3
     assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parents[0].info.run_id}
     by_level = {r.data.params["noise.level"]: r for r in children}
@@ -203,9 +195,9 @@ def test_multirun_prints_one_line_per_job_and_an_aligned_fixed_decimal_table(noi
 
 
 def test_noise_shorthand_keeps_kind_selection_and_direct_level(tmp_path):
-    proc = run_cli(tmp_path, "noise=multiplicative", "noise.level=0.05", *QUICK, "analysis.figures=false")
+    proc = run_cli(tmp_path, "noise=multiplicative", "noise.level=0.05", *QUICK)
     assert proc.returncode == 0, proc.stderr
-    (run,) = runs(tmp_path)
+    (run,) = all_runs(tmp_path)
     assert (run.data.params["noise.kind"], run.data.params["noise.level"]) == ("multiplicative", "0.05")
 
 
@@ -222,11 +214,8 @@ def test_noise_shorthand_keeps_kind_selection_and_direct_level(tmp_path):
     ("trainer.devices=2", "trainer.devices: must be an integer in [1, 1]"),
 ])
 def test_bad_input_fails_fast_with_one_line_naming_the_field(tmp_path, override, message):
-    proc = run_cli(tmp_path, *QUICK, override)
-    assert proc.returncode == 2
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"lvsweep: error: {message}")
-    assert not (tmp_path / "mlruns").exists() or not runs(tmp_path)  # rejected before any work
+    assert error_line(run_cli(tmp_path, *QUICK, override)).startswith(f"lvsweep: error: {message}")
+    assert not all_runs(tmp_path)  # rejected before any work
 
 
 def test_help_is_lvsweeps_own_and_lists_the_options_in_conf(tmp_path):
@@ -251,12 +240,9 @@ def test_help_is_lvsweeps_own_and_lists_the_options_in_conf(tmp_path):
     ("noise.level=1e300", "train/loss: became nan"),
 ])
 def test_failures_during_a_run_are_recorded_and_lose_nothing(tmp_path, override, message):
-    assert run_cli(tmp_path, *QUICK, "analysis.figures=false").returncode == 0
-    proc = run_cli(tmp_path, *QUICK, override)
-    assert proc.returncode == 2
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"lvsweep: error: {message}")
-    first, second = runs(tmp_path)
+    assert run_cli(tmp_path, *QUICK).returncode == 0
+    assert error_line(run_cli(tmp_path, *QUICK, override)).startswith(f"lvsweep: error: {message}")
+    first, second = all_runs(tmp_path)
     assert first.info.status == "FINISHED" and METRICS <= set(first.data.metrics)
     assert second.info.status == "FAILED" and message in second.data.tags["lvsweep.error"]
 
@@ -269,7 +255,7 @@ def test_mlflow_server_serves_the_sweep_over_rest(noise_sweep, tmp_path):
         exp = _get(f"{base}/api/2.0/mlflow/experiments/get-by-name?experiment_name=lvsweep")["experiment"]
         found = _post(f"{base}/api/2.0/mlflow/runs/search", {"experiment_ids": [exp["experiment_id"]]})["runs"]
         assert len(found) == 4  # the parent and three jobs
-        local = {r.info.run_id: r for r in runs(cwd)}
+        local = {r.info.run_id: r for r in all_runs(cwd)}
         for run in found:
             metrics = {m["key"]: m["value"] for m in run["data"].get("metrics", [])}
             expected = local[run["info"]["run_id"]].data.metrics
@@ -299,14 +285,14 @@ def test_gpu_without_cuda_is_one_line_before_the_run_opens(tmp_path):
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("lvsweep: error: trainer.accelerator: 'gpu' needs CUDA")
-    assert not (tmp_path / "mlruns").exists() or not runs(tmp_path)
+    assert not (tmp_path / "mlruns").exists() or not all_runs(tmp_path)
 
 
 @pytest.mark.skipif(not torch_cuda(), reason="needs a CUDA GPU")
 def test_gpu_run_trains_on_the_gpu_and_records_everything(tmp_path):
     proc = run_cli(tmp_path, *QUICK, "trainer.accelerator=gpu", "replicates=2", "model=multihead")
     assert proc.returncode == 0, proc.stderr
-    (run,) = runs(tmp_path)
+    (run,) = all_runs(tmp_path)
     assert run.info.status == "FINISHED" and METRICS <= set(run.data.metrics)
     assert run.data.params["trainer.accelerator"] == "gpu"
     _attention_matches_the_csv(tmp_path)  # the model comes back to the CPU, loadable anywhere

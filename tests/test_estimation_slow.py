@@ -15,7 +15,7 @@ import pytest
 from scipy import stats
 
 from lvsweep.estimation import FitSettings, fit
-from tests.test_estimation import START, TRUTH, lv, simulated
+from test_estimation import START, TRUTH, lv, simulated
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]

@@ -20,9 +20,10 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from tests.helpers.servers import free_port
-from tests.conftest import (QUICK, all_runs, cli_env, client_for, finish_cli, run_cli, start_cli,
-                            wait_for_metric, wait_for_run)
+from helpers.cli import cli_env, finish_cli, run_cli, start_cli
+from helpers.overrides import QUICK
+from helpers.servers import free_port
+from helpers.store import all_runs, client_for, wait_for_metric, wait_for_run
 
 OBJECTIVE = "align/anticorrelation"
 # 4000 epochs: a trial lasts a second or two, long enough to be hit in the middle.

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 from scipy.integrate import solve_ivp
 
+from lvsweep.app import compose_config
 from lvsweep.analysis.ftle import attractor_starts, ensemble_spectrum, orbit_stability, step_propagators, windowed_ftle
 from lvsweep.analysis.sensitivity import measure_sensitivity
 from lvsweep.systems.simulate import simulate
 from lvsweep.systems import DynamicalSystem, make_system
-from tests.conftest import compose_config
 
 
 def long_orbit(name: str, t_end: float, n_steps: int, tol: float) -> tuple:

@@ -5,22 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from mlflow.tracking import MlflowClient
 
-from tests.conftest import QUICK, finish_cli, run_cli, start_cli, store_uri
-
-FAST = [*QUICK, "analysis.figures=false"]
-
-
-def parent_and_children(cwd: Path) -> tuple[list, list]:
-    client = MlflowClient(tracking_uri=store_uri(cwd))
-    runs = client.search_runs([client.get_experiment_by_name("lvsweep").experiment_id], max_results=1000)
-    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
-    return [r for r in runs if r not in children], children
+from helpers.cli import finish_all, run_cli, start_cli
+from helpers.overrides import QUICK
+from helpers.store import all_runs, parents_and_children
 
 
 def assert_sweep_recorded(cwd: Path, seeds: list[int]) -> None:
-    (parent,), children = parent_and_children(cwd)
+    (parent,), children = parents_and_children(cwd)
     assert parent.info.status == "FINISHED" and parent.data.metrics["sweep/jobs"] == len(seeds)
     assert sorted(int(r.data.params["seed"]) for r in children) == seeds
     assert all(r.info.status == "FINISHED" and "align/anticorrelation" in r.data.metrics for r in children)
@@ -29,7 +21,7 @@ def assert_sweep_recorded(cwd: Path, seeds: list[int]) -> None:
 
 @pytest.mark.slow
 def test_joblib_launcher_runs_six_jobs_on_two_workers_into_one_sqlite_store(tmp_path):
-    proc = run_cli(tmp_path, "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "seed=0,1,2,3,4,5", *FAST)
+    proc = run_cli(tmp_path, "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "seed=0,1,2,3,4,5", *QUICK)
     assert proc.returncode == 0, proc.stderr
     assert "Joblib.Parallel(n_jobs=2" in proc.stdout + proc.stderr
     assert_sweep_recorded(tmp_path, [0, 1, 2, 3, 4, 5])
@@ -37,7 +29,7 @@ def test_joblib_launcher_runs_six_jobs_on_two_workers_into_one_sqlite_store(tmp_
 
 @pytest.mark.slow
 def test_submitit_local_launcher_runs_jobs_as_separate_processes(tmp_path):
-    proc = run_cli(tmp_path, "-m", "hydra/launcher=submitit_local", "seed=0,1", *FAST)
+    proc = run_cli(tmp_path, "-m", "hydra/launcher=submitit_local", "seed=0,1", *QUICK)
     assert proc.returncode == 0, proc.stderr
     assert_sweep_recorded(tmp_path, [0, 1])
     # Each job ran in a process of its own, with its own submitit log.
@@ -48,11 +40,7 @@ def test_submitit_local_launcher_runs_jobs_as_separate_processes(tmp_path):
 def test_processes_creating_a_new_store_at_once_all_land(tmp_path):
     """Two first runs in an empty directory: one creates the store, the other waits for it
     (without the lock both migrate it and one dies on 'duplicate column name')."""
-    procs = [start_cli(tmp_path, *FAST, f"seed={seed}") for seed in (0, 1)]
-    for p in procs:
-        _, err = finish_cli(p)
-        assert p.returncode == 0, err
-    client = MlflowClient(tracking_uri=store_uri(tmp_path))
-    runs = client.search_runs([client.get_experiment_by_name("lvsweep").experiment_id])
+    finish_all([start_cli(tmp_path, *QUICK, f"seed={seed}") for seed in (0, 1)])
+    runs = all_runs(tmp_path)
     assert sorted(r.data.params["seed"] for r in runs) == ["0", "1"]
     assert all(r.info.status == "FINISHED" for r in runs)

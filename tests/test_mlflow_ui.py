@@ -19,8 +19,10 @@ from urllib.parse import quote
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import QUICK, run_cli, store_uri
-from tests.helpers.servers import MlflowServer
+from helpers.cli import run_cli
+from helpers.overrides import QUICK
+from helpers.servers import MlflowServer
+from helpers.store import store_uri
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -42,7 +44,7 @@ def _missing_browser() -> str:
 def sweep(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any, list[Any], Any]:
     """A two-job noise sweep and its report, made with the real CLI: (dir, client, children, parent)."""
     cwd = tmp_path_factory.mktemp("ui")
-    proc = run_cli(cwd, "-m", "noise=0,1", *QUICK)
+    proc = run_cli(cwd, "-m", "noise=0,1", *QUICK, "analysis.figures=true")
     assert proc.returncode == 0, proc.stderr[-3000:]
     from lvsweep.tracking.report import main as report_main
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 from pathlib import Path
 from types import SimpleNamespace
 
-import mlflow
 import numpy as np
 import pytest
 import torch
@@ -20,7 +19,8 @@ from lvsweep.models.transformer import encoder_layer_forward
 from lvsweep.analysis.reconstruction import r2_score, reconstruction_metrics
 from lvsweep.systems.simulate import simulate
 from lvsweep.training.trainer import fit
-from tests.conftest import run_cli, store_uri
+from helpers.cli import run_cli
+from helpers.store import child_runs, client_for
 
 SEQUENCE_MODELS = {"multihead": MultiHeadAttention, "transformer": TransformerAttention}
 
@@ -234,10 +234,8 @@ def test_ablation_multirun_records_three_children_with_model_and_head_metrics(tm
                    "system.n_steps=120", "trainer.log_every=10", "trainer.val_every=10", "trainer.align_every=10",
                    "analysis.perturb.k=5")
     assert proc.returncode == 0, proc.stderr
-    client = mlflow.MlflowClient(tracking_uri=store_uri(tmp_path))
-    exp = client.get_experiment_by_name("lvsweep")
-    runs = client.search_runs([exp.experiment_id])
-    children = {r.data.params["model.name"]: r for r in runs if "mlflow.parentRunId" in r.data.tags}
+    client = client_for(tmp_path)
+    children = {r.data.params["model.name"]: r for r in child_runs(tmp_path)}
     assert set(children) == {"linear", "multihead", "transformer"}
     assert len({r.data.tags["mlflow.parentRunId"] for r in children.values()}) == 1
     per_head = {f"align/{kind}_head{h}" for kind in ("pearson", "spearman") for h in range(4)}

@@ -6,13 +6,13 @@ import pytest
 from scipy import stats
 from scipy.spatial.distance import pdist
 
+from lvsweep.app import compose_config
 from lvsweep.analysis.alignment import alignment_metrics, pearson, spearman
 from lvsweep.errors import LvsweepError
 from lvsweep.analysis.perturbation import MIN_SEPARATION, distinct_extremes, extreme_indices, perturbation_test
 from lvsweep.analysis.sensitivity import lyapunov_normal, outward_normals
 from lvsweep.systems.simulate import integrate, simulate
 from lvsweep.systems import make_system
-from tests.conftest import compose_config
 
 
 def test_lyapunov_function_is_conserved_along_the_simulated_orbit(lv_config):

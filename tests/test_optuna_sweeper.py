@@ -12,7 +12,6 @@ from pathlib import Path
 import optuna
 import pytest
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from mlflow.tracking import MlflowClient
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
@@ -24,22 +23,11 @@ from hydra_plugins.lvsweep_optuna_sweeper._study import StudySweeper
 from hydra_plugins.lvsweep_optuna_sweeper.config import OptunaSweeperConf
 from hydra_plugins.lvsweep_optuna_sweeper.lvsweep_optuna_sweeper import check_settings
 from lvsweep.errors import LvsweepError
-from tests.conftest import finish_cli, run_cli, start_cli, store_uri
+from helpers.cli import error_line, finish_all, run_cli, start_cli
+from helpers.overrides import QUICK_SWEEP
+from helpers.store import client_for, load_study, parents_and_children
 
-QUICK = ["trainer.epochs=20", "system.n_steps=200", "analysis.figures=false", "analysis.perturb.k=3"]
 OBJECTIVE = "align/anticorrelation"
-
-
-def load_study(cwd: Path, name: str) -> optuna.Study:
-    return optuna.load_study(study_name=name, storage=f"sqlite:///{cwd}/mlruns/optuna.db")
-
-
-def mlflow_runs(cwd: Path) -> tuple[list, list]:
-    """(parent runs, child runs) of the lvsweep experiment."""
-    client = MlflowClient(tracking_uri=store_uri(cwd))
-    runs = client.search_runs([client.get_experiment_by_name("lvsweep").experiment_id], max_results=1000)
-    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
-    return [r for r in runs if r not in children], children
 
 
 # ---------------------------------------------------------------- search-space parser (in process)
@@ -114,7 +102,7 @@ def test_orphan_runs_are_matched_to_their_study_by_name_and_storage(tmp_path, mo
     (tmp_path / "ours").mkdir()
     study = optuna.create_study(study_name="s", storage=ours)
     study.tell(study.ask(), state=TrialState.FAIL)
-    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    client = client_for(f"sqlite:///{tmp_path}/mlflow.db")
     exp = client.create_experiment("lvsweep")
     runs = {label: client.create_run(exp, tags={"optuna_study": "s", "optuna_trial": "0",
                                                 "optuna_storage": label}).info.run_id
@@ -135,7 +123,7 @@ def test_sampled_values_survive_the_trip_through_an_override(value):
 # ---------------------------------------------------------------- end to end
 
 def test_study_is_tracked_then_continued_by_two_parallel_workers(tmp_path):
-    search = ["-m", "search=optuna", "hydra.sweeper.study_name=s", *QUICK]
+    search = ["-m", "search=optuna", "hydra.sweeper.study_name=s", *QUICK_SWEEP]
     first = run_cli(tmp_path, *search, "hydra.sweeper.n_trials=3")
     assert first.returncode == 0, first.stderr
 
@@ -144,7 +132,7 @@ def test_study_is_tracked_then_continued_by_two_parallel_workers(tmp_path):
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
     for t in trials:
         assert 0 <= t.params["noise.level"] <= 4 and 1e-4 <= t.params["model.lr"] <= 1e-1
-    parents, children = mlflow_runs(tmp_path)
+    parents, children = parents_and_children(tmp_path)
     assert len(parents) == 1 and len(children) == 3
     (parent,) = parents
     assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parent.info.run_id}
@@ -162,21 +150,17 @@ def test_study_is_tracked_then_continued_by_two_parallel_workers(tmp_path):
     assert parent.data.tags["optuna_storage"] == f"sqlite:///{tmp_path}/mlruns/optuna.db"
     assert parent.data.metrics[f"best/{OBJECTIVE}"] == pytest.approx(best.value)
     assert float(parent.data.params["best.model.lr"]) == pytest.approx(best.params["model.lr"])
-    client = MlflowClient(tracking_uri=store_uri(tmp_path))
-    figures = {Path(a.path).name for a in client.list_artifacts(parent.info.run_id, "figures")}
+    figures = {Path(a.path).name for a in client_for(tmp_path).list_artifacts(parent.info.run_id, "figures")}
     assert {"optimization_history.png", "param_importances.png", "contour.png"} <= figures
 
     # Two more invocations of the same study, started together: both resume it and share it.
-    workers = [start_cli(tmp_path, *search, "hydra.sweeper.n_trials=2") for _ in range(2)]
-    for w in workers:
-        _, err = finish_cli(w)
-        assert w.returncode == 0, err
+    finish_all([start_cli(tmp_path, *search, "hydra.sweeper.n_trials=2") for _ in range(2)])
     trials = load_study(tmp_path, "s").get_trials()
     assert sorted(t.number for t in trials) == list(range(7))
     assert all(t.state == TrialState.COMPLETE for t in trials)
     # Each trial has its own seed, so resumed and parallel trials do not replay earlier draws.
     assert len({(t.params["noise.level"], t.params["model.lr"]) for t in trials}) == 7
-    parents, children = mlflow_runs(tmp_path)
+    parents, children = parents_and_children(tmp_path)
     assert len(parents) == 3
     assert sorted(int(r.data.tags["optuna_trial"]) for r in children) == list(range(7))
     for t in trials:
@@ -190,7 +174,7 @@ def test_failed_trial_is_recorded_and_multi_objective_study_keeps_pairs(tmp_path
     proc = run_cli(tmp_path, "-m", "hydra/sweeper=lvsweep_optuna", "hydra.sweeper.study_name=mo",
                    "hydra.sweeper.n_trials=5", "hydra.sweeper.sampler._target_=optuna.samplers.BruteForceSampler",
                    "hydra.sweeper.direction=[maximize,minimize]", f"objectives=[{OBJECTIVE},val/loss]",
-                   "model.lr=choice(-1,0.01,0.02)", *QUICK)
+                   "model.lr=choice(-1,0.01,0.02)", *QUICK_SWEEP)
     assert proc.returncode == 1, proc.stderr  # the CLI reports the failed job...
     assert "the sampler has covered the whole search space" in proc.stdout  # ...and the study went on
 
@@ -202,7 +186,7 @@ def test_failed_trial_is_recorded_and_multi_objective_study_keeps_pairs(tmp_path
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     assert [t.params["model.lr"] for t in failed] == [-1]
     assert sorted(t.params["model.lr"] for t in complete) == [0.01, 0.02]
-    _, children = mlflow_runs(tmp_path)
+    _, children = parents_and_children(tmp_path)
     status = {int(r.data.tags["optuna_trial"]): r for r in children}
     assert status[failed[0].number].info.status == "FAILED"
     assert "model.lr" in status[failed[0].number].data.tags["lvsweep.error"]
@@ -228,8 +212,7 @@ def test_bad_stopping_and_fault_settings_name_their_field(kwargs, field, message
 
 
 def test_a_bad_sweeper_setting_is_one_line_on_the_command_line(tmp_path):
-    proc = run_cli(tmp_path, "-m", "search=optuna", "hydra.sweeper.heartbeat_interval=0", *QUICK)
-    assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines() == [
-        "lvsweep: error: hydra.sweeper.heartbeat_interval: must be a whole number of seconds >= 1 or null, got 0"]
+    proc = run_cli(tmp_path, "-m", "search=optuna", "hydra.sweeper.heartbeat_interval=0", *QUICK_SWEEP)
+    assert error_line(proc) == \
+        "lvsweep: error: hydra.sweeper.heartbeat_interval: must be a whole number of seconds >= 1 or null, got 0"
     assert not (tmp_path / "mlruns" / "mlflow.db").exists()  # rejected before the sweep's parent run

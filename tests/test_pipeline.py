@@ -5,8 +5,7 @@ import numpy as np
 
 from lvsweep.app import compose_config
 from lvsweep.pipeline import run_experiment
-
-QUICK = ["trainer.epochs=30", "system.n_steps=200", "analysis.perturb.k=5", "analysis.figures=false"]
+from helpers.overrides import QUICK
 
 
 def _run(tmp_path, *overrides):
@@ -26,7 +25,8 @@ def test_same_seed_same_numbers_other_seed_other_numbers(tmp_path):
 
 
 def test_histories_are_logged_at_their_cadence(tmp_path):
-    _, logged = _run(tmp_path, "trainer.log_every=5", "trainer.align_every=10", "trainer.val_every=10")
+    _, logged = _run(tmp_path, "trainer.epochs=30", "trainer.log_every=5", "trainer.align_every=10",
+                     "trainer.val_every=10")
     steps = {key: [s for m, s in logged if key in m] for key in ("train/loss", "val/loss", "align/spearman")}
     # The untrained model at 0, then per Lightning step (train) or cadence, then the final value.
     assert steps["train/loss"] == [0, 4, 9, 14, 19, 24, 29, 30]

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import optuna
 import pytest
-from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
-from tests.helpers.servers import PG_PASSWORD, MlflowServer, PostgresCluster, free_port
-from tests.conftest import HANG_S, cli_env, finish_cli, run_cli, start_cli
+from helpers.cli import HANG_S, cli_env, error_line, finish_all, run_cli, start_cli
+from helpers.overrides import QUICK_SWEEP
+from helpers.servers import PG_PASSWORD, MlflowServer, PostgresCluster, free_port
+from helpers.store import client_for, parents_and_children
 
-QUICK = ["trainer.epochs=20", "system.n_steps=200", "analysis.figures=false", "analysis.perturb.k=3"]
 OBJECTIVE = "align/anticorrelation"
 
 
@@ -38,20 +38,14 @@ def test_two_workers_share_a_postgres_study_and_log_to_the_mlflow_server(servers
     _, study_url, server = servers
     env = cli_env(MLFLOW_TRACKING_URI=server.url)
     search = ["-m", "search=optuna", f"hydra.sweeper.storage={study_url}", "hydra.sweeper.study_name=pg",
-              "hydra.sweeper.n_trials=3", *QUICK]
-    workers = [start_cli(tmp_path, *search, env=env) for _ in range(2)]
-    for w in workers:
-        _, err = finish_cli(w)
-        assert w.returncode == 0, err
+              "hydra.sweeper.n_trials=3", *QUICK_SWEEP]
+    finish_all([start_cli(tmp_path, *search, env=env) for _ in range(2)])
 
     trials = optuna.load_study(study_name="pg", storage=study_url).get_trials()
     assert sorted(t.number for t in trials) == list(range(6))
     assert all(t.state == TrialState.COMPLETE for t in trials)
 
-    client = MlflowClient(tracking_uri=server.url)
-    runs = client.search_runs([client.get_experiment_by_name("lvsweep").experiment_id], max_results=1000)
-    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
-    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    parents, children = parents_and_children(server.url)
     assert len(parents) == 2 and {p.info.status for p in parents} == {"FINISHED"}
     assert {p.data.tags["optuna_storage"] for p in parents} == {study_url.replace(PG_PASSWORD, "***")}
     assert sorted(int(r.data.tags["optuna_trial"]) for r in children) == list(range(6))  # one run per trial
@@ -61,7 +55,7 @@ def test_two_workers_share_a_postgres_study_and_log_to_the_mlflow_server(servers
         assert run.info.status == "FINISHED"
         assert t.value == pytest.approx(run.data.metrics[OBJECTIVE], rel=1e-12)
     # Artifacts go through the server to its --artifacts-destination.
-    assert "config.yaml" in {a.path for a in client.list_artifacts(children[0].info.run_id)}
+    assert "config.yaml" in {a.path for a in client_for(server.url).list_artifacts(children[0].info.run_id)}
 
 
 def test_a_missing_database_or_a_closed_port_is_one_line_with_the_password_masked(servers, tmp_path):
@@ -70,9 +64,8 @@ def test_a_missing_database_or_a_closed_port_is_one_line_with_the_password_maske
     closed = f"postgresql://lv:{PG_PASSWORD}@127.0.0.1:{free_port()}/optuna"
     for override, field, url in [(f"hydra.sweeper.storage={missing_db}", "hydra.sweeper.storage", missing_db),
                                  (f"tracking.uri={closed}", "tracking.uri", closed)]:
-        proc = run_cli(tmp_path, "-m", "search=optuna", override, *QUICK, env=cli_env(MLFLOW_TRACKING_URI=server.url))
-        assert proc.returncode == 2
-        (line,) = proc.stderr.strip().splitlines()
+        line = error_line(run_cli(tmp_path, "-m", "search=optuna", override, *QUICK_SWEEP,
+                                  env=cli_env(MLFLOW_TRACKING_URI=server.url)))
         masked = url.replace(PG_PASSWORD, "***")
         assert line.startswith(f"lvsweep: error: {field}: cannot reach {masked}: ") and PG_PASSWORD not in line
     assert not list(tmp_path.rglob("attention.csv"))  # nothing trained

@@ -6,15 +6,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from mlflow.tracking import MlflowClient
 
-from lvsweep.app import objective_value
+from lvsweep.app import compose_config, objective_value
 from lvsweep.config import validate
 from lvsweep.errors import LvsweepError
 from lvsweep.analysis.prc import orbit_period, phase_response
 from lvsweep.systems.simulate import simulate
 from lvsweep.systems import make_system
-from tests.conftest import QUICK, compose_config, run_cli, store_uri
+from helpers.cli import run_cli
+from helpers.overrides import QUICK
+from helpers.store import all_runs, client_for
 
 
 def oscillator(name: str):
@@ -53,11 +54,11 @@ def test_period_of_van_der_pol_matches_the_known_value():
 
 
 def test_prc_run_records_csv_figure_and_alignment(tmp_path: Path):
-    proc = run_cli(tmp_path, *QUICK, "system=goodwin", "analysis.prc=true", "analysis.prc_kick.state=repressor",
+    proc = run_cli(tmp_path, *QUICK, "analysis.figures=true", "system=goodwin", "analysis.prc=true", "analysis.prc_kick.state=repressor",
                    "objectives=[prc/spearman]")
     assert proc.returncode == 0, proc.stderr
-    client = MlflowClient(tracking_uri=store_uri(tmp_path))
-    (run,) = client.search_runs([client.get_experiment_by_name("lvsweep").experiment_id])
+    client = client_for(tmp_path)
+    (run,) = all_runs(tmp_path)
     assert run.data.tags["lvsweep.sensitivity"] == "ftle"
     assert -1 <= run.data.metrics["prc/spearman"] <= 1
     assert run.data.metrics["prc/period"] == pytest.approx(19.65, rel=0.02)

@@ -9,10 +9,8 @@ import pytest
 from lvsweep.app import compose_config
 from lvsweep.data.trajectory import replicate_seed
 from lvsweep.pipeline import run_experiment
-
-from conftest import run_cli
-
-QUICK = ["trainer.epochs=30", "system.n_steps=120", "analysis.perturb.k=5", "analysis.figures=false"]
+from helpers.cli import error_line, run_cli
+from helpers.overrides import QUICK
 # Windowed attention for one model, torch's full nn.MultiheadAttention path for the other.
 MODELS = {"linear": [], "multihead": ["model.window=16"], "transformer": ["model.window=null"]}
 
@@ -63,6 +61,5 @@ def test_replicate_seeds_are_distinct_and_reproducible():
 @pytest.mark.parametrize("value", ["0", "-3", "5000"])
 def test_bad_replicates_is_one_line_naming_the_field(tmp_path, value):
     proc = run_cli(tmp_path, f"replicates={value}")
-    assert proc.returncode == 2
-    assert proc.stderr.strip() == f"lvsweep: error: replicates: must be an integer in [1, 1024], got {value}"
+    assert error_line(proc) == f"lvsweep: error: replicates: must be an integer in [1, 1024], got {value}"
     assert not (tmp_path / "mlruns").exists()

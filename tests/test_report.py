@@ -2,27 +2,23 @@
 from __future__ import annotations
 
 import csv
-import os
 import subprocess
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
-import pytest
-from mlflow.tracking import MlflowClient
-
 import numpy as np
+import pytest
 
 from lvsweep.tracking.report import continuous_bins, group_runs, quantile_bins, varying_params
 from lvsweep.tracking.report_table import COLUMNS, N_BINS, markdown
 
-from conftest import HANG_S, QUICK, run_cli, store_uri
+from helpers.cli import run_cli
+from helpers.overrides import QUICK
+from helpers.store import child_runs, client_for, sweep_parents
 
 
 def run_report(cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    return subprocess.run([sys.executable, "-m", "lvsweep.report", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=HANG_S)
+    return run_cli(cwd, *args, module="lvsweep.report")
 
 
 @pytest.fixture(scope="module")
@@ -30,10 +26,8 @@ def sweep(tmp_path_factory):
     cwd = tmp_path_factory.mktemp("sweep")
     proc = run_cli(cwd, "-m", "noise=0,2", "model=linear,multihead", "replicates=2", *QUICK)
     assert proc.returncode == 0, proc.stderr
-    client = MlflowClient(store_uri(cwd))
-    parent = client.search_runs([client.get_experiment_by_name("lvsweep").experiment_id],
-                                filter_string="tags.`lvsweep.kind` = 'sweep'")[0]
-    return cwd, client, parent
+    (parent,) = sweep_parents(cwd)
+    return cwd, client_for(cwd), parent
 
 
 def test_report_has_one_row_per_group_with_the_numbers_mlflow_holds(sweep):
@@ -44,8 +38,7 @@ def test_report_has_one_row_per_group_with_the_numbers_mlflow_holds(sweep):
         rows = list(csv.DictReader(fh))
     assert [(r["model.name"], r["noise.level"]) for r in rows] == [
         ("linear", "0.0"), ("linear", "2.0"), ("multihead", "0.0"), ("multihead", "2.0")]
-    children = client.search_runs([parent.info.experiment_id],
-                                  filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    children = child_runs(cwd, parent.info.run_id)
     by_group = {(c.data.params["model.name"], c.data.params["noise.level"]): c for c in children}
     for row in rows:
         child = by_group[(row["model.name"], row["noise.level"])]

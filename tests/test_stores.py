@@ -7,9 +7,9 @@ import threading
 import pytest
 
 from lvsweep.errors import LvsweepError
-from tests.helpers.servers import free_port
 from lvsweep.tracking.stores import check_reachable, creation_lock, mask_password, retry_locked
-from tests.conftest import HANG_S
+from helpers.cli import HANG_S
+from helpers.servers import free_port
 
 
 def test_a_write_that_meets_a_locked_database_is_retried_until_the_lock_goes(tmp_path):

@@ -5,11 +5,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from mlflow.tracking import MlflowClient
 
+from lvsweep.app import compose_config
 from lvsweep.systems.simulate import integrate, simulate
 from lvsweep.systems import SYSTEMS, make_system
-from tests.conftest import QUICK, compose_config, run_cli, store_uri
+from helpers.cli import error_line, run_cli
+from helpers.overrides import QUICK
+from helpers.store import child_runs
 
 POINT = {2: np.array([1.7, 2.3]), 3: np.array([1.7, 2.3, 3.1])}
 
@@ -95,10 +97,7 @@ def test_goodwin_settles_on_a_limit_cycle_not_the_fixed_point():
     (["analysis.ftle_horizon=0"], "analysis.ftle_horizon: must be a number in (0, 30]"),
 ])
 def test_measure_and_prc_the_system_cannot_have_fail_before_any_run(tmp_path, override, message):
-    proc = run_cli(tmp_path, *QUICK, *override)
-    assert proc.returncode == 2
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"lvsweep: error: {message}")
+    assert error_line(run_cli(tmp_path, *QUICK, *override)).startswith(f"lvsweep: error: {message}")
     assert not (tmp_path / "mlruns").exists()
 
 
@@ -108,11 +107,9 @@ CROSS = {"lotka_volterra": "lyapunov_normal", "van_der_pol": "ftle", "rossler": 
 
 
 def test_cross_system_multirun_records_one_child_per_system_with_its_measure(tmp_path: Path):
-    proc = run_cli(tmp_path, "-m", f"system={','.join(CROSS)}", *QUICK, "analysis.figures=false")
+    proc = run_cli(tmp_path, "-m", f"system={','.join(CROSS)}", *QUICK)
     assert proc.returncode == 0, proc.stderr
-    client = MlflowClient(tracking_uri=store_uri(tmp_path))
-    exp = client.get_experiment_by_name("lvsweep")
-    children = [r for r in client.search_runs([exp.experiment_id]) if "mlflow.parentRunId" in r.data.tags]
+    children = child_runs(tmp_path)
     by_system = {r.data.params["system.name"]: r for r in children}
     assert len(children) == len(CROSS) and set(by_system) == set(CROSS)
     for name, measure in CROSS.items():

@@ -1,0 +1,53 @@
+"""The real CLI in a temp dir, in the foreground or in the background.
+
+Waits end on events (the process exiting, a status in the store), never on a budget tuned on a
+quiet machine: on a loaded one (load average 5 on 2 cores) a CLI takes tens of seconds to import
+torch and Lightning, and as long again to shut its interpreter down after it has closed its run.
+`HANG_S` only stops a test that would otherwise wait forever.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+HANG_S = 600.0  # a limit against true hangs only; nothing is expected to come near it
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    """This process's environment without tracking settings that would leak into the run."""
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "LVSWEEP_PARENT_RUN_ID")}
+    return {**env, **extra}
+
+
+def run_cli(cwd: Path, *args: str, module: str = "lvsweep", timeout: float = HANG_S,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """`python -m <module> <args>` in `cwd` to its end (`module="lvsweep.report"` for the report)."""
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=env or cli_env(),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def start_cli(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """The CLI in the background, for concurrent workers and for signals."""
+    return subprocess.Popen([sys.executable, "-m", "lvsweep", *args], cwd=cwd, env=env or cli_env(), text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def finish_cli(proc: subprocess.Popen) -> tuple[str, str]:
+    """Wait for a background CLI to exit (however slowly a loaded machine shuts it down): its output."""
+    return proc.communicate(timeout=HANG_S)
+
+
+def finish_all(procs: list[subprocess.Popen]) -> None:
+    """Wait for background CLIs (workers started together) to exit, each with status 0."""
+    for proc in procs:
+        _, err = finish_cli(proc)
+        assert proc.returncode == 0, err
+
+
+def error_line(proc: subprocess.CompletedProcess, status: int = 2) -> str:
+    """The one stderr line of a CLI that failed as promised: with `status` and nothing else said."""
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == status and len(lines) == 1, f"exit {proc.returncode}, stderr: {proc.stderr[-3000:]}"
+    return lines[0]
