@@ -202,6 +202,7 @@ REJECTED = {
     "trainer.epochs": ["trainer.epochs=-1"], "trainer.log_every": ["trainer.log_every=0"],
     "trainer.val_every": ["trainer.val_every=0"], "trainer.align_every": ["trainer.align_every=0"],
     "trainer.threads": ["trainer.threads=2000"],
+    "trainer.devices": ["trainer.devices=2", "trainer.devices=0"],
     "analysis.ftle_horizon": ["analysis.ftle_horizon=31"], "analysis.prc_cycles": ["analysis.prc_cycles=101"],
     "analysis.perturb.k": ["analysis.perturb.k=501"], "analysis.perturb.epsilon": ["analysis.perturb.epsilon=-0.1"],
     "analysis.perturb.horizon": ["analysis.perturb.horizon=0"], "analysis.prc_kick.epsilon": ["analysis.prc_kick.epsilon=0"],
