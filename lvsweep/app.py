@@ -160,9 +160,13 @@ def print_summary(result: RunResult, run_id: str, experiment_id: str, cfg: DictC
 
     uri = resolve_uri(cfg.tracking.uri)
     strongest, _ = strongest_baseline(m)
+    observed = str(cfg.data.source) != "simulated"
+    data = (f"data {cfg.data.source}" + (f" ({cfg.data.path})" if cfg.data.path else "") if observed
+            else f"noise {cfg.noise.kind} {cfg.noise.level:g}")
     lines = [
-        f"\nlvsweep {__version__} · {cfg.system.name} · noise {cfg.noise.kind} {cfg.noise.level:g} · "
+        f"\nlvsweep {__version__} · {cfg.system.name} · {data} · "
         f"model {cfg.model.name} · seed {cfg.seed} · replicates {cfg.replicates}",
+        *estimate_lines(m, cfg),
         f"  attention vs {measure}:  Pearson r = {m[ALIGN_PEARSON]:+.3f}   "
         f"Spearman ρ = {m[ALIGN_SPEARMAN]:+.3f}{spread(m, cfg.replicates)}   (anticorrelation {m[OBJECTIVE]:+.3f})",
         f"  controls (Spearman ρ): state norm {m[ALIGN_BASELINE_NORM]:+.3f}   best linear score "
@@ -181,6 +185,33 @@ def print_summary(result: RunResult, run_id: str, experiment_id: str, cfg: DictC
               f"    mlflow ui --backend-store-uri {uri}",
               f"    then open {ui_link(experiment_id)}"]
     print("\n".join(lines))
+
+
+def estimate_lines(m: dict[str, float], cfg: DictConfig) -> list[str]:
+    """The fit of observed data (estimates, 80 % intervals, diagnostics) and the weighting study."""
+    out = []
+    names = [k[len("estimate/"):-len("_low")] for k in m if k.startswith("estimate/") and k.endswith("_low")
+             and not k.startswith("estimate/attention_gain")]
+    if names:
+        out.append("  fit to the observations (posterior median [80 % interval]); the analysis below runs on "
+                   "the fitted system's orbit at the observation times:")
+        out += [f"    {n:<14} {m[f'estimate/{n}']:.4g} [{m[f'estimate/{n}_low']:.4g}, {m[f'estimate/{n}_high']:.4g}]"
+                for n in names]
+        sigmas = "  ".join(f"{k[len('estimate/'):]} {v:.3g}" for k, v in m.items() if k.startswith("estimate/sigma_"))
+        out.append(f"    {sigmas}")
+        converged = "converged" if m.get("estimate/converged", 0) >= 1 else \
+            "NOT converged (chain shorter than 50 τ: raise estimate.steps)"
+        out.append(f"    sampler: acceptance {m['estimate/acceptance']:.3f}  τmax {m['estimate/autocorr_max']:.1f}  "
+                   f"ESS_min {m['estimate/ess_min']:.0f}  {converged}  ({m.get('estimate/seconds', math.nan):.0f} s)")
+    if "estimate/attention_gain" in m:
+        ci = (f" [95% CI {m['estimate/attention_gain_ci_low']:.3g}, {m['estimate/attention_gain_ci_high']:.3g}; "
+              f"p = {m['estimate/attention_gain_pvalue']:.3f}]" if "estimate/attention_gain_ci_low" in m else "")
+        errs = "  ".join(f"{w} {m[f'estimate/rel_error_{w}']:.3g}" for w in
+                         ("uniform", "attention", "inverse_attention", "state_norm", "permuted"))
+        out.append(f"  weighted fits, mean relative error: {errs}")
+        gain = m["estimate/attention_gain"]
+        out.append(f"  estimate/attention_gain {gain:.3g}{ci} (> 1: attention weighting estimates better than uniform)")
+    return out
 
 
 def verdicts(m: dict[str, float]) -> list[str]:

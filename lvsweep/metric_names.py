@@ -22,9 +22,11 @@ DYNAMICS_MAX_LYAPUNOV = "dynamics/max_lyapunov"  # largest Lyapunov exponent est
 SENSITIVITY_FTLE_VS_LYAPUNOV_SPEARMAN = "sensitivity/ftle_vs_lyapunov_spearman"  # rho between the FTLE and the Lyapunov profile (systems with V)
 PRC_SPEARMAN = "prc/spearman"  # rho of attention with the phase response (analysis.prc=true)
 PRC_PERIOD = "prc/period"  # the oscillation's period (analysis.prc=true)
+ESTIMATE_ATTENTION_GAIN = "estimate/attention_gain"  # error(uniform)/error(attention) of weighted fits (analysis.estimate=true)
 
 # Final metrics every run logs; `objectives` must name some of them.
 RUN_METRICS = (TRAIN_LOSS, VAL_LOSS, ALIGN_PEARSON, ALIGN_SPEARMAN, ALIGN_ANTICORRELATION, PERTURB_LOW_OVER_HIGH,
                VAL_R2, VAL_NOISY_MSE, ALIGN_EXCESS, ALIGN_PVALUE, ALIGN_TRAINING_GAIN, DYNAMICS_MAX_LYAPUNOV)
 # Final metrics only some runs log: each with the setting that turns it on.
-OPTIONAL_METRICS = {PRC_SPEARMAN: "analysis.prc=true", PRC_PERIOD: "analysis.prc=true"}
+OPTIONAL_METRICS = {PRC_SPEARMAN: "analysis.prc=true", PRC_PERIOD: "analysis.prc=true",
+                    ESTIMATE_ATTENTION_GAIN: "analysis.estimate=true"}

@@ -13,19 +13,21 @@ from typing import Any, Optional
 
 import numpy as np
 import torch
+from omegaconf import OmegaConf
 
 from lvsweep.analysis import figures
 from lvsweep.analysis.alignment import pearson, spearman
 from lvsweep.training.callbacks import AlignmentCallback, LossHistory, MetricSink, on_device
 from lvsweep.analysis.controls import as_replicates, baseline_metrics, control_metrics
-from lvsweep.data.trajectory import TrajectoryDataModule, make_replicate_data, replicate_seed
+from lvsweep.config.validation import is_observed
+from lvsweep.data.trajectory import TrajectoryData, TrajectoryDataModule, make_replicate_data, replicate_seed
 from lvsweep.models import AttentionModel, make_replicates
 from lvsweep.models.base import evaluating
 from lvsweep.analysis.perturbation import perturbation_test
 from lvsweep.analysis.prc import phase_response, prc_alignment, state_index, write_prc_csv
 from lvsweep.analysis.reconstruction import reconstruction_metrics
 from lvsweep.analysis.sensitivity import measure_sensitivity
-from lvsweep.systems.simulate import Orbit, Solver, simulate
+from lvsweep.systems.simulate import Orbit, Solver, integrate, simulate
 from lvsweep.systems import DynamicalSystem, make_system
 from lvsweep.training.trainer import fit
 from lvsweep.metric_names import ALIGN_ANTICORRELATION, PERTURB_LOW_OVER_HIGH, PRC_SPEARMAN
@@ -43,16 +45,63 @@ class RunResult:
     model_input: Optional[np.ndarray] = None
 
 
-def run_experiment(cfg: Any, sink: MetricSink, out_dir: Path) -> RunResult:
+@dataclass
+class Observed:
+    """Observed data fitted first: the fitted system, its orbit at the observation times (posterior
+    median parameters and initial state) and the training data (the observed series as input)."""
+    system: DynamicalSystem
+    orbit: Orbit
+    data: TrajectoryData
+    metrics: dict[str, float]
+    artifacts: list[Path]
+
+
+def fit_observed(cfg: Any, seeds: list[int], sink: MetricSink, out_dir: Path) -> Observed:
+    """data=lynx_hare or data=csv: the Bayesian fit (estimate/* metrics, posterior.csv, figures/fit.png,
+    figures/posterior.png), then what the analysis runs on. There is no second noise draw of observed
+    data: the validation input is the observed series itself (val/* measure the model against the
+    fitted orbit on its own training input)."""
+    from lvsweep.estimation import fit
+    from lvsweep.estimation.configured import fit_settings, free_quantities, observed_series, priors
+
     system = make_system(cfg.system)
-    orbit = simulate(cfg.system)
+    series = observed_series(cfg, system)
+    result = fit(system, series, free_quantities(cfg, system), priors(cfg), seed=cfg.seed, settings=fit_settings(cfg))
+    metrics = {**result.metrics(), "estimate/seconds": float(sum(result.seconds.values()))}
+    sink(metrics, 0)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    artifacts = [result.write_posterior_csv(out_dir / "posterior.csv")]
+    if cfg.analysis.figures:
+        artifacts += list(result.write_figures(out_dir / "figures", seed=cfg.seed).values())
+    est = result.estimates()
+    value = {**result.model.fixed, **{n: e.median for n, e in est.items()}}
+    params = {n: float(value[n]) for n in cfg.system.params}
+    start = [float(value[f"x0_{s}"]) for s in system.state_names]
+    fitted_cfg = OmegaConf.merge(cfg.system, {"params": params, "start": start})
+    fitted = make_system(fitted_cfg)
+    x = integrate(fitted, np.asarray(start), series.t, cfg.system.rtol, cfg.system.atol, Solver.of(cfg.system))[0]
+    orbit = Orbit(np.asarray(series.t, dtype=float), x)
+    y = np.asarray(series.y, dtype=float)
+    noisy = y if len(seeds) == 1 else np.repeat(y[None], len(seeds), axis=0)
+    return Observed(fitted, orbit, TrajectoryData(orbit.t, x, noisy, noisy.copy()), metrics, artifacts)
+
+
+def run_experiment(cfg: Any, sink: MetricSink, out_dir: Path) -> RunResult:
+    seeds = [replicate_seed(cfg.seed, r) for r in range(cfg.replicates)]
     solver = Solver.of(cfg.system)  # every later solve runs with the method and bounds of the orbit's
+    observed = fit_observed(cfg, seeds, sink, out_dir) if is_observed(cfg) else None
+    if observed is not None:
+        system, orbit = observed.system, observed.orbit
+    else:
+        system, orbit = make_system(cfg.system), simulate(cfg.system)
     report = measure_sensitivity(cfg.analysis.sensitivity, system, orbit, cfg.analysis.ftle_horizon,
                                  cfg.system.rtol, cfg.system.atol, solver)
     profile = report.profile
     sink(report.metrics, 0)
-    seeds = [replicate_seed(cfg.seed, r) for r in range(cfg.replicates)]
-    data = make_replicate_data(orbit, cfg.noise.kind, cfg.noise.level, seeds)
+    if observed is not None:
+        data = observed.data
+    else:
+        data = make_replicate_data(orbit, cfg.noise.kind, cfg.noise.level, seeds)
     datamodule = TrajectoryDataModule(data)
 
     noisy_train = datamodule.train_batch[0]
@@ -82,9 +131,15 @@ def run_experiment(cfg: Any, sink: MetricSink, out_dir: Path) -> RunResult:
     sink({PERTURB_LOW_OVER_HIGH: pert.low_over_high}, model.epochs_done)
     metrics = {**losses.final, **recon, **align.final, **controls, PERTURB_LOW_OVER_HIGH: pert.low_over_high,
                **report.metrics}
+    if observed is not None:
+        metrics.update(observed.metrics)
+    if cfg.analysis.estimate:
+        study = weighting_metrics(cfg, system, orbit, data, replicate_attention)
+        sink(study, model.epochs_done)
+        metrics.update(study)
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    artifacts = [
+    artifacts = [*(observed.artifacts if observed is not None else []),
         write_attention_csv(out_dir / "attention.csv", system.state_names, data.t, data.clean,
                             data.replicates_train()[0], replicate_attention, profile.values),
         write_replicates_csv(out_dir / "replicates.csv", seeds, replicate_attention, init_attention,
@@ -100,6 +155,21 @@ def run_experiment(cfg: Any, sink: MetricSink, out_dir: Path) -> RunResult:
         artifacts += prc_artifacts
     return RunResult(metrics, artifacts, tags={"lvsweep.sensitivity": profile.kind}, model=model.cpu(),
                      model_input=noisy_train.numpy())
+
+
+def weighting_metrics(cfg: Any, system: DynamicalSystem, orbit: Orbit, data: TrajectoryData,
+                      attention: np.ndarray) -> dict[str, float]:
+    """analysis.estimate=true (simulated data): weighted fits of every parameter and initial state to
+    each replicate's noisy series, uniform against the trained attention (per replicate), its
+    inverse, its permutations and the state-norm baseline, scored against the configured truth."""
+    from lvsweep.estimation import weighting_study
+
+    noisy = data.replicates_train()  # [R, T, d]
+    truth = {**{n: float(v) for n, v in cfg.system.params.items()},
+             **{f"x0_{s}": float(v) for s, v in zip(system.state_names, orbit.x[0])}}
+    study = weighting_study(system, truth, data.t, noisy, attention, np.linalg.norm(noisy, axis=-1),
+                            np.random.default_rng(cfg.seed))
+    return study.metrics()
 
 
 def phase_response_analysis(cfg: Any, system: DynamicalSystem, orbit: Orbit, attention: np.ndarray,

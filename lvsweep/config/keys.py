@@ -15,7 +15,7 @@ MODEL_SCHEMAS: dict[str, type] = {schema.name: schema for schema in (LinearModel
                                                                      TransformerModelConfig)}
 # Mappings whose keys are not fixed by a schema: `system.params` is checked against the chosen
 # system's parameter names when the system is built; tags are the user's own.
-FREE_MAPPINGS = ("system.params", "tracking.tags")
+FREE_MAPPINGS = ("system.params", "tracking.tags", "estimate.priors")
 
 
 def _schema_fields(schema: type) -> dict[str, Any]:

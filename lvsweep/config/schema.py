@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
@@ -77,6 +77,49 @@ class SystemConfig:
     # hanging: right-hand-side evaluations, and wall time in seconds.
     max_steps: int = MAX_STEPS
     max_seconds: float = MAX_SECONDS
+
+
+class DataSource(str, Enum):
+    simulated = "simulated"
+    lynx_hare = "lynx_hare"
+    csv = "csv"
+
+
+@dataclass
+class DataConfig:
+    # Where the training series comes from: the system's simulated orbit plus noise (simulated), the
+    # Hudson's Bay lynx-hare records shipped with lvsweep (lynx_hare), or a CSV file of your own (csv).
+    # With observed data the system is first fitted to the series (section `estimate`), and the
+    # analysis runs on the fitted system's orbit at the observation times.
+    source: DataSource = DataSource.simulated
+    # The CSV file (data=csv only): a header row, then one row per observation time; '#' lines are comments.
+    path: Optional[str] = None
+    # The CSV's time column (data=csv); times must increase strictly and be evenly spaced.
+    time: str = "t"
+    # The CSV's state columns, one per state variable in the system's order (data=csv); null: the
+    # system's state_names. Values must be > 0 (the log-normal measurement model).
+    states: Optional[List[str]] = None
+
+
+@dataclass
+class EstimateConfig:
+    """The Bayesian fit of the system to observed data (data=lynx_hare or data=csv)."""
+
+    # Free quantities: system parameters (alpha), initial states (x0_<state>) and noise levels
+    # (sigma_<state>); null = all of them. The others stay at the system's values (initial states:
+    # at the first observation).
+    params: Optional[List[str]] = None
+    # Priors by quantity, each replacing the library's default for that quantity, e.g.
+    # {alpha: {kind: lognormal, median: 1, sigma: 1}}; kinds: lognormal (median, sigma), halfnormal
+    # (scale), loguniform (low, high).
+    priors: Dict[str, Any] = field(default_factory=dict)
+    # emcee walkers (raised to at least 2 × free quantities + 2).
+    walkers: int = 32
+    # Most steps per walker after burn-in; sampling stops earlier once the chain is 50 autocorrelation
+    # times long (after at least min(400, steps) steps).
+    steps: int = 2300
+    # Burn-in steps per walker, discarded.
+    burn: int = 200
 
 
 @dataclass
@@ -196,6 +239,10 @@ class AnalysisConfig:
     prc_kick: PrcKickConfig = field(default_factory=PrcKickConfig)
     # Limit cycles: the shift is read this many cycles after the kick, once the orbit is back on the cycle.
     prc_cycles: int = 10
+    # Simulated data only: after training, fit the system's parameters and initial states to each
+    # replicate's noisy series with uniform, attention, inverse-attention, state-norm and permuted
+    # weights, against the true values (estimate/rel_error_*, estimate/attention_gain).
+    estimate: bool = False
     # Log the trained model as the run's MLflow PyTorch model `model` (about 0.2 s a run, plus
     # about 1-3 s once per process the first time; see docs/performance.md).
     log_model: bool = True
@@ -217,7 +264,11 @@ class TrackingConfig:
 class LvsweepConfig:
     # The dynamical system and its orbit (config group `system`).
     system: SystemConfig = MISSING
-    # The observation noise (config group `noise`).
+    # The training series: simulated, lynx_hare or csv (config group `data`).
+    data: DataConfig = MISSING
+    # The Bayesian fit of the system to observed data (data=lynx_hare or data=csv).
+    estimate: EstimateConfig = field(default_factory=EstimateConfig)
+    # The observation noise (config group `noise`; simulated data only).
     noise: NoiseConfig = MISSING
     # The attention model (config group `model`).
     model: ModelConfig = MISSING
@@ -241,6 +292,7 @@ def register_configs() -> None:
     cs = ConfigStore.instance()
     cs.store(name="base_config", node=LvsweepConfig)
     cs.store(group="system", name="base_system", node=SystemConfig)
+    cs.store(group="data", name="base_data", node=DataConfig)
     cs.store(group="noise", name="base_noise", node=NoiseConfig)
     cs.store(group="model", name="base_linear", node=LinearModelConfig)
     cs.store(group="model", name="base_multihead", node=MultiHeadModelConfig)

@@ -71,20 +71,65 @@ def validate(cfg: DictConfig | Any) -> None:
 
     s = cfg.system
     p = cfg.analysis.perturb
-    _number(p.k, "analysis.perturb.k", 1, s.n_steps // 2, integer=True, unit=" (at most system.n_steps/2)")
-    _number(p.epsilon, "analysis.perturb.epsilon", 0, low_open=True)
-    _number(p.horizon, "analysis.perturb.horizon", 0, low_open=True, unit=" (time units)")
     from lvsweep.systems import make_system  # numpy only: cheap
 
-    validate_system_analysis(cfg.analysis, make_system(s), s)
+    system = make_system(s)
+    if is_observed(cfg):
+        # The analysis runs on the observation times: their number and span bound k and the FTLE horizon.
+        series = validate_observed(cfg, system)
+        n_times, span, what = series.n_times, float(series.t[-1] - series.t[0]), "the observation times"
+    else:
+        n_times, span, what = s.n_steps, s.t_end - s.t_start, "system.n_steps"
+    _number(p.k, "analysis.perturb.k", 1, n_times // 2, integer=True, unit=f" (at most half of {what})")
+    _number(p.epsilon, "analysis.perturb.epsilon", 0, low_open=True)
+    _number(p.horizon, "analysis.perturb.horizon", 0, low_open=True, unit=" (time units)")
+    validate_system_analysis(cfg.analysis, system, s, span)
     require(bool(cfg.tracking.experiment), "tracking.experiment", "must be a non-empty name")
     allowed = ", ".join([*RUN_METRICS, *(f"{k} (with {v})" for k, v in OPTIONAL_METRICS.items())])
     require(len(cfg.objectives) >= 1, "objectives", f"must name at least one of: {allowed}")
     for name in cfg.objectives:
         require(name in RUN_METRICS or name in OPTIONAL_METRICS, "objectives",
                  f"unknown metric '{name}'; allowed: {allowed}")
-        require(name not in OPTIONAL_METRICS or bool(cfg.analysis.prc), "objectives",
+        require(name not in OPTIONAL_METRICS or _enabled(cfg, OPTIONAL_METRICS[name]), "objectives",
                  f"'{name}' is logged only with {OPTIONAL_METRICS.get(name)}; set it or pick another metric")
+
+
+def is_observed(cfg: DictConfig | Any) -> bool:
+    """data=lynx_hare or data=csv (here, not in lvsweep.estimation: that package imports emcee and scipy)."""
+    return str(getattr(cfg.data.source, "value", cfg.data.source)) != "simulated"
+
+
+def _enabled(cfg: DictConfig | Any, setting: str) -> bool:
+    """Whether a `key=true` setting (an OPTIONAL_METRICS condition) holds in this config."""
+    node = cfg
+    for part in setting.split("=")[0].split("."):
+        node = node[part]
+    return bool(node)
+
+
+def validate_observed(cfg: DictConfig | Any, system: Any) -> Any:
+    """Observed data (data=lynx_hare or data=csv): the series loaded and checked (one line naming
+    file, row and column), the free quantities, priors and sampler settings; returns the series."""
+    from lvsweep.estimation import Model
+    from lvsweep.estimation.configured import fit_settings, free_quantities, observed_series, priors
+
+    require(not cfg.analysis.estimate, "analysis.estimate",
+            "the weighting study compares estimates with the true parameters, which only simulated data "
+            "has (data=simulated); observed data is fitted by the `estimate` section anyway")
+    e = cfg.estimate
+    _number(e.walkers, "estimate.walkers", 2, 4096, integer=True)
+    _number(e.steps, "estimate.steps", 1, 1_000_000, integer=True, unit=" (steps per walker after burn-in)")
+    _number(e.burn, "estimate.burn", 0, 1_000_000, integer=True, unit=" (steps per walker)")
+    free = free_quantities(cfg, system)
+    series = observed_series(cfg, system)
+    try:  # unknown prior names, bad specs, too few rows; named as the config spells them
+        Model.build(system, series, free, priors(cfg))
+    except LvsweepError as err:
+        if not err.field.startswith("estimation."):
+            raise
+        raise LvsweepError("estimate." + err.field.partition(".")[2], err.problem) from None
+    fit_settings(cfg)
+    return series
 
 
 def validate_accelerator(t: DictConfig | Any) -> None:
@@ -131,13 +176,15 @@ def validate_system(s: DictConfig | Any) -> None:
     _number(s.max_seconds, "system.max_seconds", 0, low_open=True, unit=" (seconds per solve)")
 
 
-def validate_system_analysis(a: DictConfig | Any, system: Any, s: DictConfig | Any) -> None:
-    """The sensitivity measure and the phase response must suit the system."""
+def validate_system_analysis(a: DictConfig | Any, system: Any, s: DictConfig | Any, span: float | None = None) -> None:
+    """The sensitivity measure and the phase response must suit the system; `span`: the time span
+    the analysis runs over (default: the simulated orbit's)."""
     from lvsweep.systems import check_prc, resolve_measure
 
     resolve_measure(str(getattr(a.sensitivity, "value", a.sensitivity)), system)
-    require(_finite(a.ftle_horizon) and 0 < a.ftle_horizon <= s.t_end - s.t_start, "analysis.ftle_horizon",
-             f"must be a number in (0, {s.t_end - s.t_start:g}] (time units, at most the time span), "
+    span = s.t_end - s.t_start if span is None else span
+    require(_finite(a.ftle_horizon) and 0 < a.ftle_horizon <= span, "analysis.ftle_horizon",
+             f"must be a number in (0, {span:g}] (time units, at most the time span), "
              f"got {a.ftle_horizon}")
     k = a.prc_kick
     require(_finite(k.epsilon) and k.epsilon != 0 and abs(k.epsilon) <= 0.5, "analysis.prc_kick.epsilon",

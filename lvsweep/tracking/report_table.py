@@ -11,7 +11,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from lvsweep.analysis.alignment import t_interval
-from lvsweep.metric_names import ALIGN_BASELINE_LINEAR, ALIGN_BASELINE_NORM, ALIGN_EXCESS, ALIGN_PVALUE, ALIGN_SPEARMAN, ALIGN_SPEARMAN_CI_HIGH, ALIGN_SPEARMAN_CI_LOW, ALIGN_SPEARMAN_INIT, VAL_LOSS
+from lvsweep.metric_names import ESTIMATE_ATTENTION_GAIN, ALIGN_BASELINE_LINEAR, ALIGN_BASELINE_NORM, ALIGN_EXCESS, ALIGN_PVALUE, ALIGN_SPEARMAN, ALIGN_SPEARMAN_CI_HIGH, ALIGN_SPEARMAN_CI_LOW, ALIGN_SPEARMAN_INIT, VAL_LOSS
 
 # A numeric factor with more distinct values than this (an Optuna study's `model.lr`, sampled from a
 # continuous range) is grouped into N_BINS quantile bins: one group per 17-digit value would give
@@ -29,6 +29,12 @@ COLUMNS = [  # report column, metric it comes from
     ("excess", ALIGN_EXCESS),
     ("val_loss", VAL_LOSS),
 ]
+# Columns shown only when some run logged their metric (analysis.estimate=true runs).
+OPTIONAL_COLUMNS = [("attention_gain", ESTIMATE_ATTENTION_GAIN)]
+
+
+def has_metric(groups: Sequence["Group"], metric: str) -> bool:
+    return any(metric in r.data.metrics for g in groups for r in g.runs)
 
 
 @dataclass
@@ -45,6 +51,8 @@ class Group:
         """One run: its own numbers. Several runs (the same setting recorded twice): means over runs,
         the CI a t-interval over the runs' mean Spearman, and the largest p-value (conservative)."""
         row = {name: float(np.mean(self.values(metric))) for name, metric in COLUMNS}
+        for name, metric in OPTIONAL_COLUMNS:  # a ratio: the geometric mean over runs
+            row[name] = float(np.exp(np.mean(np.log(self.values(metric)))))
         if len(self.runs) > 1:
             row["ci_low"], row["ci_high"] = t_interval(self.values(ALIGN_SPEARMAN))
             row["pvalue"] = float(np.max(self.values(ALIGN_PVALUE)))
@@ -70,13 +78,16 @@ def table(factors: list[str], groups: list[Group]) -> tuple[list[str], list[list
     """The report's header and rows as display strings, shared by report.md and report.html."""
     head = [*factors, "runs × replicates", "Spearman ρ (95 % CI)", "p (circular shift)", "ρ state norm",
             "ρ best linear", "ρ untrained", "excess", VAL_LOSS]
+    optional = [(name, metric) for name, metric in OPTIONAL_COLUMNS if has_metric(groups, metric)]
+    head += [metric for _, metric in optional]
     rows = []
     for g in groups:
         r = g.row()
         ci = "" if not math.isfinite(r["ci_low"]) else f" [{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}]"
         rows.append([*(g.params[f] for f in factors), f"{r['runs']} × {r['replicates'] // r['runs']}",
                      f"{_fmt(r['spearman'])}{ci}", f"{r['pvalue']:.3f}", _fmt(r["baseline_norm"]),
-                     _fmt(r["baseline_linear"]), _fmt(r["spearman_init"]), _fmt(r["excess"]), f"{r['val_loss']:.4g}"])
+                     _fmt(r["baseline_linear"]), _fmt(r["spearman_init"]), _fmt(r["excess"]), f"{r['val_loss']:.4g}",
+                     *(f"{r[name]:.3g}" if math.isfinite(r[name]) else "—" for name, _ in optional)])
     return head, rows
 
 
@@ -135,7 +146,7 @@ def html_page(parent: Any, factors: list[str], groups: list[Group], failed: list
 
 
 def write_csv(path: Path, factors: list[str], groups: list[Group]) -> Path:
-    names = [name for name, _ in COLUMNS]
+    names = [name for name, _ in COLUMNS] + [name for name, m in OPTIONAL_COLUMNS if has_metric(groups, m)]
     with path.open("w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow([*factors, "runs", "replicates", *names])
