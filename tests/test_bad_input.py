@@ -207,7 +207,7 @@ REJECTED = {
     "analysis.perturb.k": ["analysis.perturb.k=501"], "analysis.perturb.epsilon": ["analysis.perturb.epsilon=-0.1"],
     "analysis.perturb.horizon": ["analysis.perturb.horizon=0"], "analysis.prc_kick.epsilon": ["analysis.prc_kick.epsilon=0"],
     "estimate.walkers": ["data=lynx_hare", "estimate.walkers=1"], "estimate.steps": ["data=lynx_hare", "estimate.steps=0"],
-    "estimate.burn": ["data=lynx_hare", "estimate.burn=-1"], "trainer.devices": ["trainer.devices=2"],
+    "estimate.burn": ["data=lynx_hare", "estimate.burn=-1"],
 }
 
 
