@@ -157,7 +157,9 @@ class StudySweeper:
                                f"study '{study.study_name}' already exists with direction(s) {found}; "
                                "use those or another study_name")
         if study.metric_names != self.objectives:  # optuna-dashboard then names what was optimised
-            study.set_metric_names(self.objectives)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ExperimentalWarning)  # stable since optuna 3.2, still flagged
+                study.set_metric_names(self.objectives)
         tracker = ParentRun.find(self.config)
         tracker.describe(study, self.storage_url, self.sampler_cfg)
         recover(study, self.storage_url, tracker.client, tracker.experiment_id)
