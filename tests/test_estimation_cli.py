@@ -8,7 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import QUICK, all_runs, client_for, run_cli
+from helpers.cli import run_cli
+from helpers.overrides import QUICK
+from helpers.store import all_runs, client_for
 
 # Reduced sampler and training: a csv run end to end in seconds (the fit need not converge here).
 FAST_FIT = ["estimate.walkers=18", "estimate.steps=60", "estimate.burn=20", "trainer.epochs=20",
@@ -55,7 +57,7 @@ def _bad_run(tmp_path: Path, name: str) -> tuple[str, Path, object]:
     if text is not None:
         csv.write_text(text)
     extra = ["data.states=[prey,predator,prey]"] if name == "column_count" else []
-    return name, csv, run_cli(cwd, "data=csv", f"data.path={csv}", "data.time=t", *extra, *QUICK)
+    return name, csv, run_cli(cwd, "data=csv", f"data.path={csv}", "data.time=t", *QUICK, *extra)
 
 
 def test_bad_data_is_one_line_naming_file_row_column_and_records_nothing(tmp_path: Path):
