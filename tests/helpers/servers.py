@@ -10,6 +10,7 @@ from __future__ import annotations
 import glob
 import os
 import pwd
+import secrets
 import shutil
 import signal
 import socket
@@ -22,7 +23,9 @@ from pathlib import Path
 from typing import Optional
 
 PG_USER = "lv"
-PG_PASSWORD = "lv-secret"  # trust auth on 127.0.0.1: any password works; it is there to be masked
+# Generated per process: trust auth on 127.0.0.1 accepts any password; it is there to be masked in
+# every message, which the tests check. A fixed one would be a published secret.
+PG_PASSWORD = secrets.token_urlsafe(12)
 
 
 def free_port() -> int:
