@@ -69,9 +69,10 @@ def _fmt(x: float, digits: int = 3) -> str:
 
 NOTE = ("ρ < 0 is the paper's claim (attention high where the sensitivity is low). The CI is a "
         "t-interval over replicates (— with one replicate). p: one-sided, attention shifted circularly "
-        "in time against the sensitivity. Baselines need no training: the noisy state's norm, and the "
-        "least-squares linear score of the noisy state with the sign that anticorrelates. excess = the "
-        "model's anticorrelation − the strongest baseline's (> 0: the model says more than a baseline).")
+        "in time against the sensitivity. Baselines need no training: the noisy state's norm, the "
+        "least-squares linear score of the noisy state with the sign that anticorrelates, and the model's "
+        "own attention before training. excess = the model's anticorrelation − the strongest baseline's "
+        "(> 0: the model says more than every baseline).")
 
 
 def table(factors: list[str], groups: list[Group]) -> tuple[list[str], list[list[str]]]:
