@@ -180,6 +180,7 @@ def lynx_fit():
     return fit(lv(), lynx_hare(), seed=0)
 
 
+@pytest.mark.slow  # the full fit, ~10-25 s; the default suite keeps the short determinism fit below
 def test_lynx_hare_fit_converges_and_is_plausible(lynx_fit):
     metrics = lynx_fit.metrics()
     expected = {f"estimate/{n}{suffix}" for n in (*TRUTH, "x0_prey", "x0_predator") for suffix in ("", "_low", "_high")}
@@ -197,6 +198,7 @@ def test_lynx_hare_fit_converges_and_is_plausible(lynx_fit):
         assert 0.1 < metrics[f"estimate/sigma_{s}"] < 0.5
 
 
+@pytest.mark.slow  # shares the full fit above
 def test_lynx_hare_writes_posterior_and_figures(lynx_fit, tmp_path):
     path = lynx_fit.write_posterior_csv(tmp_path / "posterior.csv")
     with path.open() as fh:

@@ -92,6 +92,7 @@ def test_csv_run_fits_and_logs_estimates(tmp_path: Path):
     assert "posterior.csv" in artifacts and {"figures/fit.png", "figures/posterior.png"} <= figures
 
 
+@pytest.mark.slow  # a training run plus fits of every weighting, ~30 s
 def test_weighting_study_on_a_simulated_run_logs_the_gain(tmp_path: Path):
     proc = run_cli(tmp_path, *QUICK, "analysis.estimate=true", "analysis.log_model=false", "analysis.figures=false",
                    "objectives=[estimate/attention_gain]")

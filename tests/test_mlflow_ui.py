@@ -62,6 +62,7 @@ def sweep(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any, list[Any
     return cwd, client, children, parent
 
 
+@pytest.mark.slow  # shares the browser test's sweep and report (~30 s)
 def test_the_sweep_is_recorded_for_the_ui(sweep: tuple[Path, Any, list[Any], Any]) -> None:
     """No browser needed: the experiment kind, the swept-param tag and metric, root-level figures
     and the self-contained HTML report are in the store."""
