@@ -8,6 +8,7 @@ torch and Lightning, and as long again to shut its interpreter down after it has
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -28,10 +29,19 @@ def run_cli(cwd: Path, *args: str, module: str = "lvsweep", timeout: float = HAN
                           capture_output=True, text=True, timeout=timeout)
 
 
+def _as_from_a_terminal() -> None:
+    """SIGINT and SIGQUIT as a shell gives a foreground command: a test suite started in the
+    background (`cmd &` in a script) passes them on ignored, and Python then never raises
+    KeyboardInterrupt, so a Ctrl-C test would wait on a run that cannot be interrupted."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGQUIT, signal.SIG_DFL)
+
+
 def start_cli(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
-    """The CLI in the background, for concurrent workers and for signals."""
+    """The CLI in the background, for concurrent workers and for signals (delivered to it as they
+    would be to a command a user started in a terminal)."""
     return subprocess.Popen([sys.executable, "-m", "lvsweep", *args], cwd=cwd, env=env or cli_env(), text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=_as_from_a_terminal)
 
 
 def finish_cli(proc: subprocess.Popen) -> tuple[str, str]:
