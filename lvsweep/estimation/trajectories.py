@@ -62,12 +62,16 @@ class _OverBudget(Exception):
 
 
 class _Budgeted:
-    """The part of a system `integrate` uses (name, rhs), with a cap on rhs evaluations."""
+    """The system with a cap on rhs evaluations; everything else (name, params for error
+    messages, ...) is the wrapped system's."""
 
     def __init__(self, system: DynamicalSystem, max_evals: int) -> None:
         self.name = system.name
         self._system = system
         self._left = max_evals
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._system, name)
 
     def rhs(self, x: np.ndarray) -> np.ndarray:
         self._left -= 1
