@@ -62,6 +62,7 @@ def run_job(cfg: DictConfig) -> float:
 
         parent = os.environ.get(PARENT_RUN_ENV) if multirun else None
         recorder = open_run(plain, run_name(cfg, multirun), parent)
+        log_config_params(recorder, plain)
         record_config(recorder, plain, out_dir)
         # The orbit first (cached for the pipeline): an ODE that blows up or exceeds its bounds fails
         # before seconds of torch imports.
@@ -109,12 +110,18 @@ def objective_value(cfg: DictConfig, metrics: dict[str, float]) -> float | list[
 
 
 def open_run(plain: DictConfig, name: str, parent: Optional[str]) -> RunRecorder:
-    from lvsweep.tracking.runs import RunRecorder, flatten, open_store, resolve_uri
+    from lvsweep.tracking.runs import RunRecorder, open_store, resolve_uri
 
     client, experiment_id = open_store(resolve_uri(plain.tracking.uri), plain.tracking.experiment)
-    recorder = RunRecorder(client, experiment_id, name, parent, tags=dict(plain.tracking.tags))
+    return RunRecorder(client, experiment_id, name, parent, tags=dict(plain.tracking.tags))
+
+
+def log_config_params(recorder: RunRecorder, plain: DictConfig) -> None:
+    """Every config value as a param: written once the caller holds the recorder, so a signal
+    arriving meanwhile still finds the run to close."""
+    from lvsweep.tracking.runs import flatten
+
     recorder.log_params(flatten(OmegaConf.to_container(plain)))
-    return recorder
 
 
 def record_config(recorder: RunRecorder, plain: DictConfig, out_dir: Path) -> None:
@@ -132,7 +139,10 @@ def record_failed_job(cfg: DictConfig, name: str) -> Optional[RunRecorder]:
     from lvsweep.tracking.runs import PARENT_RUN_ENV
 
     try:
-        return open_run(plain_config(cfg), name, os.environ.get(PARENT_RUN_ENV))
+        plain = plain_config(cfg)
+        recorder = open_run(plain, name, os.environ.get(PARENT_RUN_ENV))
+        log_config_params(recorder, plain)
+        return recorder
     except Exception:  # the store itself is the problem: nothing can be recorded
         return None
 

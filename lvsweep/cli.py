@@ -94,7 +94,10 @@ def close_open_sweep(status: str, error: BaseException | None = None) -> None:
     from lvsweep.tracking.sweeps import ACTIVE
 
     if ACTIVE:
-        ACTIVE[0].close_lost(status, all_jobs_returned=False)
+        # A job of this very process that a signal caught before it could close its run stopped for
+        # the same reason as the sweep; a job whose process is gone is lost.
+        ACTIVE[0].close_lost(status, all_jobs_returned=False,
+                             own_reason=str(error) if status == "KILLED" and error is not None else None)
         ACTIVE[0].parent.finish(error=error, status=status)
         ACTIVE.clear()
 

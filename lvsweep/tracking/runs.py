@@ -252,14 +252,16 @@ def child_runs(client: MlflowClient, experiment_id: str, parent_run_id: str, whe
 
 
 def close_lost_children(client: MlflowClient, experiment_id: str, parent_run_id: str, status: str,
-                        reason: str, all_jobs_returned: bool) -> list[str]:
+                        reason: str, all_jobs_returned: bool, own_reason: Optional[str] = None) -> list[str]:
     """Close the sweep's child runs still RUNNING whose job can no longer close them (a launcher
     lost the job: its worker was killed). When the launcher says every job returned, any RUNNING
-    child is lost; otherwise only those whose owning process is known to have ended."""
+    child is lost; otherwise only those whose owning process is known to have ended. A run of this
+    very process gets `own_reason` when one is given (the signal that is stopping it)."""
     running = child_runs(client, experiment_id, parent_run_id, "attributes.status = 'RUNNING'")
     lost = [r for r in running if all_jobs_returned or _owner_is_gone(r)]
     for run in lost:
-        close_run(client, run.info.run_id, status, reason)
+        mine = run.data.tags.get(PID_TAG) == str(os.getpid())
+        close_run(client, run.info.run_id, status, own_reason if mine and own_reason else reason)
     return [r.info.run_name for r in lost]
 
 

@@ -87,13 +87,15 @@ class MlflowSweepCallback(Callback):
         print(format_table(children, self.parent.run_id))
 
 
-    def close_lost(self, status: str, all_jobs_returned: bool) -> None:
+    def close_lost(self, status: str, all_jobs_returned: bool, own_reason: Optional[str] = None) -> None:
+        """Close the children no job will close. `own_reason`: why this process is stopping (a
+        signal), for its own job's run, which the signal may have caught before the job's handler."""
         from lvsweep.tracking.runs import close_lost_children
 
         assert self.parent is not None
         close_lost_children(self.parent.client, self.experiment_id, self.parent.run_id, status,
                             "lost: the job's process ended without closing its run (killed, or dropped by "
-                            "the launcher)", all_jobs_returned)
+                            "the launcher)", all_jobs_returned, own_reason)
 
 
 def mark_swept(client: Any, parent_run_id: str, children: list[Any]) -> list[str]:
