@@ -8,9 +8,13 @@ from lvsweep.pipeline import run_experiment
 from helpers.overrides import QUICK
 
 
+# The step and shape numbers below follow from these two, whatever QUICK holds.
+SMALL = ["trainer.epochs=30", "system.n_steps=200"]
+
+
 def _run(tmp_path, *overrides):
     logged: list = []
-    result = run_experiment(compose_config(*QUICK, *overrides), lambda m, s: logged.append((dict(m), s)),
+    result = run_experiment(compose_config(*QUICK, *SMALL, *overrides), lambda m, s: logged.append((dict(m), s)),
                             tmp_path)
     return result, logged
 

@@ -52,7 +52,10 @@ class Orbit:
 
 def describe_params(system: DynamicalSystem) -> str:
     """"mu=1e+06": the parameter values an error about the integration names."""
-    return ", ".join(f"{k}={v:g}" for k, v in system.params.items())
+    def shown(v: Any) -> str:  # a batch of parameter sets (estimation) shows its range
+        return f"{v:g}" if np.ndim(v) == 0 else f"{np.min(v):g}..{np.max(v):g}"
+
+    return ", ".join(f"{k}={shown(v)}" for k, v in system.params.items())
 
 
 def _bound_error(system: DynamicalSystem, solver: Solver, field: str, bound: str, t: float,
