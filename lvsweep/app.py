@@ -55,6 +55,9 @@ def run_job(cfg: DictConfig) -> float:
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     recorder: Optional[RunRecorder] = None
+    from lvsweep import slurm
+
+    slurm.take_job_signals()  # in a submitit job: SIGTERM and SLURM's USR2 close this run, not kill it
     try:
         validate(cfg)
         plain = plain_config(cfg)
@@ -79,12 +82,17 @@ def run_job(cfg: DictConfig) -> float:
         recorder.log_tags(result.tags)
         recorder.finish()
     except (KeyboardInterrupt, SystemExit) as exc:
-        from lvsweep.interrupts import note, stop_exception
+        from lvsweep.interrupts import exit_status, note, stop_exception, terminated
 
         note(exc)  # a SIGTERM that reached us as Lightning's SIGTERMException counts as one
         stop = stop_exception()  # Ctrl-C or SIGTERM, whatever shape it took on the way here
         if recorder is not None:
+            if slurm.requeued():
+                recorder.log_tags({slurm.REQUEUED_TAG: "true"})
             recorder.finish(error=stop, status="KILLED")
+        if slurm.in_job() and terminated():  # the scheduler stops this job: it ends here, quietly
+            slurm.hand_over_requeue()  # submitit requeues it and exits, when it may
+            sys.exit(exit_status())
         if isinstance(exc, SystemExit):  # Lightning turns both into SystemExit(1): say what it was
             raise stop from exc
         raise

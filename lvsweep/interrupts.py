@@ -1,7 +1,8 @@
 """SIGTERM handled like Ctrl-C: the run that was going on is closed KILLED, not left RUNNING.
 
-SLURM sends SIGTERM at a time limit or on preemption, and so do container stops and a plain
-`kill <pid>`. Python's default for SIGTERM ends the process on the spot, with no `finally` and
+SLURM sends SIGTERM at a time limit, on `scancel` and on preemption, and so do container stops
+and a plain `kill <pid>`; inside a SLURM job the reason recorded says which of those it was
+(`lvsweep.slurm`), and a job that submitit is about to requeue stops the same way on USR2. Python's default for SIGTERM ends the process on the spot, with no `finally` and
 no chance to close the MLflow run. The handler installed here raises `Terminated`, a subclass of
 `KeyboardInterrupt`, so every path that already closes runs on Ctrl-C (the job in `app.py`, the
 sweep's parent run in `cli.py`, the Optuna trial in the sweeper) closes them on SIGTERM too.
@@ -27,20 +28,29 @@ EXIT_STATUS = {INTERRUPTED: 128 + signal.SIGINT, TERMINATED: 128 + signal.SIGTER
 _received: list[int] = []  # signals received by this process, in order
 
 
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR2)  # USR2: a SLURM job that submitit requeues (`lvsweep.slurm`)
+_explained: dict[int, str] = {}  # what a stop signal meant, once asked (inside SLURM: the job's state)
+
+
 class Terminated(KeyboardInterrupt):
-    """Raised in the main thread when the process receives SIGTERM."""
+    """Raised in the main thread when the process is told to stop (SIGTERM, or a SLURM requeue)."""
 
-    def __init__(self) -> None:
-        super().__init__(TERMINATED)
+    def __init__(self, reason: str = TERMINATED) -> None:
+        super().__init__(reason)
 
 
-def _on_sigterm(signum: int, frame: Optional[FrameType]) -> None:
-    """Raise once. A second SIGTERM (a scheduler repeating itself) must not cut short the
-    cleanup that the first one started; a SIGKILL follows anyway if the sender loses patience."""
+def stop_on(signum: int) -> None:
+    """Record a stop signal and raise `Terminated`, once. A second signal (a scheduler repeating
+    itself, a requeue's own SIGTERM) must not cut short the cleanup that the first one started; a
+    SIGKILL follows anyway if the sender loses patience."""
     first = not _received
     _received.append(signum)
     if first:
         raise Terminated()
+
+
+def _on_sigterm(signum: int, frame: Optional[FrameType]) -> None:
+    stop_on(signum)
 
 
 def _says_sigterm(exc: BaseException) -> bool:
@@ -80,8 +90,21 @@ def install() -> None:
 
 
 def terminated() -> bool:
-    """True once this process has received SIGTERM."""
-    return signal.SIGTERM in _received
+    """True once this process has received SIGTERM (or stopped for a SLURM requeue)."""
+    return any(s in _received for s in _STOP_SIGNALS)
+
+
+def stop_detail() -> str:
+    """The reason a run records for this stop: "interrupted", "terminated", or inside a SLURM job
+    what the scheduler meant by it ("cancelled: ...", "preempted: ...", "time limit: ...")."""
+    if not terminated():
+        return INTERRUPTED
+    signum = next(s for s in _received if s in _STOP_SIGNALS)
+    if signum not in _explained:
+        from lvsweep.slurm import explain
+
+        _explained[signum] = explain(signum) or TERMINATED
+    return _explained[signum]
 
 
 def stop_reason() -> str:
@@ -91,7 +114,7 @@ def stop_reason() -> str:
 
 def stop_exception() -> KeyboardInterrupt:
     """The exception that says why the process is stopping, for recording and re-raising."""
-    return Terminated() if terminated() else KeyboardInterrupt(INTERRUPTED)
+    return Terminated(stop_detail()) if terminated() else KeyboardInterrupt(INTERRUPTED)
 
 
 def exit_status() -> int:

@@ -11,3 +11,6 @@ from lvsweep.app import compose_config
 @pytest.fixture
 def lv_config() -> DictConfig:
     return compose_config()
+
+
+from helpers.slurm import slurm_cluster  # noqa: E402,F401  (a session fixture: one cluster for every SLURM test)

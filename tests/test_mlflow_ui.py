@@ -23,6 +23,7 @@ from helpers.cli import run_cli
 from helpers.overrides import QUICK
 from helpers.servers import MlflowServer
 from helpers.store import store_uri
+from helpers.system import require
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -32,7 +33,7 @@ HANG_MS = 90_000  # against a hung page only: a loaded CI machine renders in sec
 
 def _missing_browser() -> str:
     if not Path(CHROMIUM).is_file():
-        return f"{CHROMIUM} is missing (apt-get install -y chromium)"
+        return f"{CHROMIUM} is missing: bash .ci/system-packages chromium"
     try:
         import playwright.sync_api  # noqa: F401
     except ImportError:
@@ -85,8 +86,7 @@ def test_the_sweep_is_recorded_for_the_ui(sweep: tuple[Path, Any, list[Any], Any
 
 @pytest.fixture(scope="module")
 def server(sweep: tuple[Path, Any, list[Any], Any]) -> Iterator[MlflowServer]:
-    if reason := _missing_browser():
-        pytest.skip(reason)
+    require(_missing_browser())
     cwd = sweep[0]
     srv = MlflowServer(store_uri(cwd), cwd / "served-artifacts").start()
     try:

@@ -1,8 +1,8 @@
 """A shared Optuna study on a real PostgreSQL cluster, runs logged to a real MLflow server whose
 backend store is on the same cluster, two sweep workers at once; all on 127.0.0.1.
 
-No PostgreSQL server installed is an error here, not a skip: CI installs it (.ci/run), and a
-skip would hide a broken install.
+Without PostgreSQL's server installed the tests skip, saying what to install; under CI (`CI=true`)
+that is an error (`helpers.system.require`), since `.ci/run` installs it.
 """
 from __future__ import annotations
 
@@ -12,14 +12,16 @@ from optuna.trial import TrialState
 
 from helpers.cli import HANG_S, cli_env, error_line, finish_all, run_cli, start_cli
 from helpers.overrides import QUICK_SWEEP
-from helpers.servers import PG_PASSWORD, MlflowServer, PostgresCluster, free_port
+from helpers.servers import PG_PASSWORD, MlflowServer, PostgresCluster, free_port, missing_postgres
 from helpers.store import client_for, parents_and_children
+from helpers.system import require
 
 OBJECTIVE = "align/anticorrelation"
 
 
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory):
+    require(missing_postgres())
     cluster = PostgresCluster().start()
     try:
         study_url = cluster.create_database("optuna")

@@ -23,7 +23,7 @@ from hydra_plugins.lvsweep_optuna_sweeper._search_space import (SearchSpace, for
 from hydra_plugins.lvsweep_optuna_sweeper._storage import FaultSettings, Heartbeat, open_storage, recover, storage_label
 from hydra_plugins.lvsweep_optuna_sweeper._tracking import STUDY_TAG, TRIAL_TAG, ParentRun, study_summary
 from lvsweep.errors import LvsweepError
-from lvsweep.interrupts import note, stop_reason
+from lvsweep.interrupts import note, stop_detail
 
 DIRECTIONS = ("maximize", "minimize")
 FAILURE_ATTR = "lvsweep.failure"  # user attr of a failed trial: why it failed
@@ -231,7 +231,7 @@ class StudySweeper:
         except BaseException as exc:  # Ctrl-C or SIGTERM (Lightning turns them into SystemExit): keep the study clean
             note(exc)
             for trial in trials:
-                self._tell(study, trial, None, f"{stop_reason()} ({type(exc).__name__})")
+                self._tell(study, trial, None, f"{stop_detail()} ({type(exc).__name__})")
             raise
         tracker.link_trials(study, trials)
         exhausted = False

@@ -18,6 +18,7 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from lvsweep import slurm
 from lvsweep.errors import LvsweepError
 from lvsweep.tracking.processes import process_gone, process_stamp
 from lvsweep.tracking.stores import check_reachable, creation_lock, mask_password, retry_locked, sqlite_path
@@ -128,7 +129,7 @@ class RunRecorder:
     def __init__(self, client: MlflowClient, experiment_id: str, run_name: Optional[str],
                  parent_run_id: Optional[str] = None, tags: Optional[Mapping[str, str]] = None,
                  flush_every_s: float = 3.0) -> None:
-        all_tags = {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid()), **(tags or {})}
+        all_tags = {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid()), **slurm.run_tags(), **(tags or {})}
         stamp = process_stamp(os.getpid())
         if stamp is not None:
             all_tags[START_TAG] = stamp
@@ -258,10 +259,22 @@ def close_lost_children(client: MlflowClient, experiment_id: str, parent_run_id:
     child is lost; otherwise only those whose owning process is known to have ended. A run of this
     very process gets `own_reason` when one is given (the signal that is stopping it)."""
     running = child_runs(client, experiment_id, parent_run_id, "attributes.status = 'RUNNING'")
-    lost = [r for r in running if all_jobs_returned or _owner_is_gone(r)]
-    for run in lost:
+    # A run of a SLURM job that the accounting says has ended is lost on whatever host it ran.
+    ended = slurm.final_states(r.data.tags[slurm.JOB_TAG] for r in running if slurm.JOB_TAG in r.data.tags)
+    lost = []
+    for run in running:
+        job = run.data.tags.get(slurm.JOB_TAG)
         mine = run.data.tags.get(PID_TAG) == str(os.getpid())
-        close_run(client, run.info.run_id, status, own_reason if mine and own_reason else reason)
+        if job in ended:
+            why = (f"lost: SLURM job {job} ended {ended[job]} (sacct) without closing this run (killed "
+                   "before its handler could, or its node was lost)")
+        elif all_jobs_returned or _owner_is_gone(run):
+            why = own_reason if mine and own_reason else reason
+        else:
+            continue
+        if client.get_run(run.info.run_id).info.status == "RUNNING":  # its job may have closed it meanwhile
+            close_run(client, run.info.run_id, status, why)
+            lost.append(run)
     return [r.info.run_name for r in lost]
 
 

@@ -98,6 +98,14 @@ class MlflowSweepCallback(Callback):
                             "the launcher)", all_jobs_returned, own_reason)
 
 
+def close_gone_jobs() -> None:
+    """Close the runs of the sweep under way whose jobs have ended without closing them (the
+    scheduler's accounting says so, or their process on this host is gone); for a launcher to
+    call once a batch of jobs is back."""
+    if ACTIVE:
+        ACTIVE[0].close_lost("FAILED", all_jobs_returned=False)
+
+
 def mark_swept(client: Any, parent_run_id: str, children: list[Any]) -> list[str]:
     """Tag the parent and every child with the params that vary across the children, and log each
     numeric one on the children as the metric `swept/<param>`.

@@ -25,10 +25,20 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=r".*LeafSpec.*")
     warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=r".*litlogger.*")
+    # Lightning asks whether it runs under SLURM at every `fit` (checkpoint resumption), whatever
+    # the cluster environment given, and on a host with `srun` on PATH warns that it was not used.
+    warnings.filterwarnings("ignore", message=r"The `srun` command is available on your system")
 
 
 def make_trainer(trainer_cfg: Any, callbacks: Sequence[pl.Callback]) -> pl.Trainer:
-    """The Trainer, leaving SIGTERM to lvsweep's own handler (see `lvsweep.interrupts`)."""
+    """The Trainer, leaving SIGTERM to lvsweep's own handler (see `lvsweep.interrupts`).
+
+    Its cluster environment is fixed to a single process: lvsweep trains one process on one
+    device, whatever the host. Left to detect one, Lightning warns on every run of a SLURM login
+    node (`srun` on PATH but not used), and inside a SLURM job it would take the job's tasks for
+    its own ranks and install its own requeue signal handling."""
+    from lightning_fabric.plugins.environments import LightningEnvironment
+
     from lvsweep.interrupts import keep_sigterm
 
     steps = math.ceil(trainer_cfg.epochs / trainer_cfg.log_every)
@@ -44,6 +54,7 @@ def make_trainer(trainer_cfg: Any, callbacks: Sequence[pl.Callback]) -> pl.Train
         enable_model_summary=False,
         num_sanity_val_steps=0,
         deterministic=False,
+        plugins=[LightningEnvironment()],
     )
     keep_sigterm(trainer)
     return trainer

@@ -43,6 +43,11 @@ def postgres_bin(name: str) -> Optional[str]:
     return candidates[-1] if candidates else None
 
 
+def missing_postgres() -> str:
+    """What to install when PostgreSQL's server is absent, else ""."""
+    return "" if postgres_bin("initdb") else "PostgreSQL's server is not installed: bash .ci/system-packages postgresql"
+
+
 def _owner() -> Optional[pwd.struct_passwd]:
     """The unprivileged user to run the cluster as when we are root."""
     if os.geteuid() != 0:

@@ -1,0 +1,67 @@
+"""The launcher behind `hydra/launcher=slurm`: hydra-submitit-launcher's, with a sweep that outlives its jobs.
+
+Upstream, the sweep waits for the jobs of an array in order and stops at the first one that
+produced no result (cancelled, killed at a time limit, its node lost): the jobs after it are
+never waited for and the sweep fails. Here every job is waited for; one that the scheduler ended
+without a result counts as a failed job (NaN, as `lvsweep.app` returns for a failed job), its
+run is closed from the accounting if the job could not close it, and the sweep goes on.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+from hydra.core.singleton import Singleton
+from hydra.core.utils import JobReturn, JobStatus, filter_overrides
+from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
+from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher as UpstreamSlurmLauncher
+from omegaconf import OmegaConf
+
+EXECUTOR_SETTINGS = {"max_num_timeout"}  # settings the executor takes when it is made, not per job
+
+
+class SlurmLauncher(UpstreamSlurmLauncher):
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        import submitit
+
+        assert self.config is not None and len(job_overrides) > 0
+        executor = submitit.AutoExecutor(
+            cluster=self._EXECUTOR, folder=self.params["submitit_folder"],
+            **{f"{self._EXECUTOR}_{k}": v for k, v in self.params.items() if k in EXECUTOR_SETTINGS})
+        shared = set(OmegaConf.structured(BaseQueueConf).keys())  # settings every executor knows
+        executor.update_parameters(**{k if k in shared else f"{self._EXECUTOR}_{k}": v
+                                      for k, v in self.params.items()
+                                      if k not in EXECUTOR_SETTINGS and k != "submitit_folder"})
+        Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+        numbers = [initial_job_idx + i for i in range(len(job_overrides))]
+        for number, overrides in zip(numbers, job_overrides):
+            print(f"  job {number}: {' '.join(filter_overrides(overrides))}")
+        state = Singleton.get_state()
+        jobs = executor.map_array(self, [list(o) for o in job_overrides], ["hydra.sweep.dir"] * len(numbers),
+                                  numbers, [f"job_id_for_{n}" for n in numbers], [state] * len(numbers))
+        print(f"  submitted as SLURM job array {jobs[0].job_id.partition('_')[0]} "
+              f"({len(jobs)} job(s)); waiting for them")
+        returns = [self._collect(job, number, overrides) for job, number, overrides in zip(jobs, numbers, job_overrides)]
+        from lvsweep.tracking.sweeps import close_gone_jobs
+
+        close_gone_jobs()  # before a sweeper reads the results, every run of an ended job is closed
+        return returns
+
+    def _collect(self, job: Any, number: int, overrides: Sequence[str]) -> JobReturn:
+        """The job's result, or a failed job's NaN when the scheduler ended it without one. A job
+        that ended in any state but COMPLETED and left no result is not waited for further."""
+        from submitit.core.utils import FailedJobError, UncompletedJobError
+
+        job.wait()
+        state = str(job.state)
+        try:
+            if state != "COMPLETED" and not job.paths.result_pickle.exists():
+                raise UncompletedJobError(state)
+            return job.results()[0]
+        except (UncompletedJobError, FailedJobError):
+            print(f"  job {number} (SLURM job {job.job_id}) ended {state} without a result: counted as failed")
+            assert self.config is not None
+            n_values = len(self.config.get("objectives", [None]))
+            nan = math.nan if n_values == 1 else [math.nan] * n_values
+            return JobReturn(overrides=list(overrides), status=JobStatus.COMPLETED, _return_value=nan)
