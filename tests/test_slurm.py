@@ -39,12 +39,19 @@ def start_sweep(cluster: SlurmCluster, cwd: Path, *args: str) -> subprocess.Pope
     return start_cli(cwd, *ON_SLURM, *QUICK_SWEEP, *args, env=cluster.env())
 
 
-def training_job(cwd: Path, proc: subprocess.Popen, count: int = 1) -> list:
-    """Child runs RUNNING with metrics logged (training under way), once there are `count` of them.
-    Waited for only after the controller has submitted its jobs, so the store is made by then."""
-    return wait_until(lambda: (found if len(found := [r for r in child_runs(cwd) if r.info.status == "RUNNING"
-                                                      and r.data.metrics]) >= count else None),
-                      proc, f"{count} training job(s)")
+def sweep_with_a_training_job(cluster: SlurmCluster, cwd: Path, *args: str) -> tuple[subprocess.Popen, object, str]:
+    """A sweep on the cluster, once one of its jobs is training: (controller, that job's run, the job)."""
+    proc = start_sweep(cluster, cwd, *args)
+    submitted(cwd, proc)
+    victim = training_job(cwd, proc)[0]
+    return proc, victim, victim.data.tags[JOB_TAG]
+
+
+def training_job(cwd: Path, proc: subprocess.Popen) -> list:
+    """Child runs RUNNING with metrics logged (training under way), once there is one. Waited for
+    only after the controller has submitted its jobs, so the store is made by then."""
+    return wait_until(lambda: [r for r in child_runs(cwd) if r.info.status == "RUNNING" and r.data.metrics],
+                      proc, "a training job")
 
 
 def submitted(cwd: Path, proc: subprocess.Popen) -> str:
@@ -93,10 +100,7 @@ def test_a_multirun_is_one_job_array_and_every_job_finishes(slurm_cluster: Slurm
 @pytest.mark.slow
 def test_scancel_kills_the_job_s_run_with_its_metrics_and_the_sweep_goes_on(slurm_cluster: SlurmCluster, tmp_path):
     """Job 1 runs until cancelled; job 0, short, finishes; the sweep waits for both and fails."""
-    proc = start_sweep(slurm_cluster, tmp_path, "trainer.epochs=20,5000000")
-    submitted(tmp_path, proc)
-    [victim] = training_job(tmp_path, proc)
-    job = victim.data.tags[JOB_TAG]
+    proc, victim, job = sweep_with_a_training_job(slurm_cluster, tmp_path, "trainer.epochs=20,5000000")
     slurm_cluster.command("scancel", job)
     out, err = finish_cli(proc)
     assert proc.returncode == 1, err[-3000:]
@@ -114,10 +118,7 @@ def test_scancel_kills_the_job_s_run_with_its_metrics_and_the_sweep_goes_on(slur
 @pytest.mark.slow
 def test_preemption_kills_the_run_as_preempted(slurm_cluster: SlurmCluster, tmp_path):
     """Preemption as a job sees it: SIGTERM while the job still runs, then the kill."""
-    proc = start_sweep(slurm_cluster, tmp_path, "noise=0", LONG)
-    submitted(tmp_path, proc)
-    [victim] = training_job(tmp_path, proc)
-    job = victim.data.tags[JOB_TAG]
+    proc, victim, job = sweep_with_a_training_job(slurm_cluster, tmp_path, "noise=0", LONG)
     slurm_cluster.command("scancel", "--signal=TERM", job)
     wait_until(lambda: client_for(tmp_path).get_run(victim.info.run_id).info.status != "RUNNING", proc,
                "the preempted run closed")
@@ -132,10 +133,7 @@ def test_preemption_kills_the_run_as_preempted(slurm_cluster: SlurmCluster, tmp_
 
 @pytest.mark.slow
 def test_a_hard_killed_job_s_run_is_closed_from_the_accounting(slurm_cluster: SlurmCluster, tmp_path):
-    proc = start_sweep(slurm_cluster, tmp_path, "noise=0", LONG)
-    submitted(tmp_path, proc)
-    [victim] = training_job(tmp_path, proc)
-    job = victim.data.tags[JOB_TAG]
+    proc, victim, job = sweep_with_a_training_job(slurm_cluster, tmp_path, "noise=0", LONG)
     # The out-of-memory killer's way: SIGKILL to the job's process, no handler runs. (`scancel
     # --signal=KILL` is a plain cancel to SLURM: SIGTERM first.)
     os.kill(int(victim.data.tags["lvsweep.pid"]), signal.SIGKILL)
