@@ -208,6 +208,7 @@ REJECTED = {
     "analysis.perturb.horizon": ["analysis.perturb.horizon=0"], "analysis.prc_kick.epsilon": ["analysis.prc_kick.epsilon=0"],
     "estimate.walkers": ["data=lynx_hare", "estimate.walkers=1"], "estimate.steps": ["data=lynx_hare", "estimate.steps=0"],
     "estimate.burn": ["data=lynx_hare", "estimate.burn=-1"],
+    "estimate.priors": ["experiment=lynx_hare", "estimate.priors.alpha.sigma=-1"],
 }
 
 
@@ -222,6 +223,8 @@ def numeric_fields(schema: type, prefix: str = "") -> set[str]:
                 found |= numeric_fields(model, "model.")
         elif dataclasses.is_dataclass(kind):
             found |= numeric_fields(kind, f"{path}.")
+        elif any(dataclasses.is_dataclass(a) and numeric_fields(a) for a in typing.get_args(kind)):
+            found.add(path)  # a mapping of records with numbers (estimate.priors)
         elif {int, float} & set(typing.get_args(kind)) or kind in (int, float):
             found.add(path)
     return found

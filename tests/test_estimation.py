@@ -152,10 +152,40 @@ def test_priors_are_overridable_and_checked():
     expected = (-0.5 * ((math.log(0.55) - math.log(0.5)) / 0.1) ** 2 - math.log(0.1 * math.sqrt(2 * math.pi))
                 - (-0.5 * (math.log(0.55) - math.log(1.0)) ** 2 - math.log(math.sqrt(2 * math.pi))))
     assert m.log_prior(at)[0] - base.log_prior(at)[0] == pytest.approx(expected, rel=1e-12)
-    with pytest.raises(LvsweepError, match="estimation.priors.alpha: kind 'gauss'"):
+    with pytest.raises(LvsweepError, match="estimate.priors.alpha: kind 'gauss'"):
         Model.build(lv(), lynx_hare(), priors={"alpha": {"kind": "gauss"}})
     with pytest.raises(LvsweepError, match="estimation.free: 'omega'"):
         Model.build(lv(), lynx_hare(), free=["alpha", "omega"])
+
+
+def test_truncated_normal_prior_is_a_density_of_log_value_and_samples_it():
+    """Normal(1, 0.5) cut at 0, as Stan's `real<lower=0> alpha; alpha ~ normal(1, 0.5)`: its
+    density in θ = log v integrates to 1, its draws follow it, and its centre is the median."""
+    from scipy import stats
+
+    from lvsweep.estimation.priors import parse_prior
+
+    prior = parse_prior("alpha", {"kind": "truncnormal", "loc": 1.0, "scale": 0.5})
+    theta = np.linspace(-12, 2, 200_001)
+    assert np.trapezoid(np.exp(prior.logpdf(theta)), theta) == pytest.approx(1.0, abs=1e-6)
+    truth = stats.truncnorm(-2.0, np.inf, loc=1.0, scale=0.5)
+    draws = np.exp(prior.sample(np.random.default_rng(0), 200_000))
+    assert stats.kstest(draws, truth.cdf).pvalue > 1e-3
+    assert math.exp(prior.center()) == pytest.approx(truth.median(), rel=1e-9)
+    lo, hi = prior.bounds()
+    assert truth.cdf(math.exp(hi)) > 1 - 1e-12 and truth.cdf(math.exp(lo)) < 1e-6
+
+
+def test_a_prior_kind_switches_with_one_override_and_stale_fields_are_ignored():
+    from lvsweep.app import compose_config
+    from lvsweep.estimation.configured import priors
+    from lvsweep.estimation.priors import parse_prior
+
+    cfg = compose_config("experiment=lynx_hare", "estimate.priors.alpha={kind: loguniform, low: 0.1, high: 10}")
+    spec = priors(cfg)["alpha"]
+    assert parse_prior("alpha", spec) == parse_prior("alpha", {"kind": "loguniform", "low": 0.1, "high": 10})
+    with pytest.raises(LvsweepError, match="estimate.priors.alpha: a truncnormal prior takes loc, scale; missing: loc"):
+        parse_prior("alpha", {"kind": "truncnormal", "scale": 0.5, "median": 1.0})
 
 
 @pytest.mark.parametrize("sigma", [0.05, 0.1, 0.25])

@@ -102,6 +102,23 @@ class DataConfig:
 
 
 @dataclass
+class PriorConfig:
+    """One quantity's prior. Only the fields of its kind are read, so switching a preset's prior
+    to another kind takes one override (`estimate.priors.alpha={kind: loguniform, low: 0.1, high: 10}`):
+    the preset's fields of the old kind stay behind, unread."""
+
+    # lognormal (median, sigma: log value ~ Normal(log median, sigma)), truncnormal (loc, scale:
+    # Normal(loc, scale) cut at 0), halfnormal (scale), loguniform (low, high).
+    kind: str = MISSING
+    median: Optional[float] = None
+    sigma: Optional[float] = None
+    loc: Optional[float] = None
+    scale: Optional[float] = None
+    low: Optional[float] = None
+    high: Optional[float] = None
+
+
+@dataclass
 class EstimateConfig:
     """The Bayesian fit of the system to observed data (data=lynx_hare or data=csv)."""
 
@@ -110,9 +127,9 @@ class EstimateConfig:
     # at the first observation).
     params: Optional[List[str]] = None
     # Priors by quantity, each replacing the library's default for that quantity, e.g.
-    # {alpha: {kind: lognormal, median: 1, sigma: 1}}; kinds: lognormal (median, sigma), halfnormal
-    # (scale), loguniform (low, high).
-    priors: Dict[str, Any] = field(default_factory=dict)
+    # {alpha: {kind: lognormal, median: 1, sigma: 1}}; kinds: lognormal (median, sigma), truncnormal
+    # (loc, scale), halfnormal (scale), loguniform (low, high).
+    priors: Dict[str, PriorConfig] = field(default_factory=dict)
     # emcee walkers (raised to at least 2 × free quantities + 2).
     walkers: int = 32
     # Most steps per walker after burn-in; sampling stops earlier once the chain is 50 autocorrelation

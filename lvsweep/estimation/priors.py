@@ -5,7 +5,10 @@ Every free quantity (rates, initial states, noise levels) is positive, and the s
 So each prior is written for the value but evaluated as a density of θ (with the Jacobian).
 
 A spec is a dict: {"kind": "lognormal", "median": m, "sigma": s} (log value ~ Normal(log m, s)),
-{"kind": "halfnormal", "scale": s}, or {"kind": "loguniform", "low": a, "high": b}.
+{"kind": "truncnormal", "loc": m, "scale": s} (value ~ Normal(m, s) cut at 0, as Stan's
+`real<lower=0> x; x ~ normal(m, s)`), {"kind": "halfnormal", "scale": s}, or
+{"kind": "loguniform", "low": a, "high": b}. Fields of other kinds, and unset ones, are ignored:
+they are what a kind switched by one override leaves behind from the preset.
 """
 from __future__ import annotations
 
@@ -14,10 +17,13 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Optional
 
 import numpy as np
+from scipy.special import log_ndtr, ndtr, ndtri
 
 from lvsweep.errors import LvsweepError
 
-KINDS = {"lognormal": ("median", "sigma"), "halfnormal": ("scale",), "loguniform": ("low", "high")}
+KINDS = {"lognormal": ("median", "sigma"), "truncnormal": ("loc", "scale"), "halfnormal": ("scale",),
+         "loguniform": ("low", "high")}
+FIELDS = {f for keys in KINDS.values() for f in keys}
 
 # Lotka-Volterra on the scale of the lynx-hare records (tens of thousands of pelts, cycles of about
 # ten years): growth and death rates of order 1 per year, interaction rates of order 0.01-0.1 per
@@ -49,6 +55,10 @@ class Prior:
         if self.kind == "halfnormal":  # a = scale; p(v) ∝ exp(-v²/2a²), times dv/dθ = v
             v = np.exp(np.minimum(theta, 50.0))
             return -0.5 * (v / self.a) ** 2 + theta + math.log(math.sqrt(2 / math.pi) / self.a)
+        if self.kind == "truncnormal":  # a = loc, b = scale; Normal(a, b) on v > 0, times dv/dθ = v
+            v = np.exp(np.minimum(theta, 50.0))
+            z = (v - self.a) / self.b
+            return -0.5 * z * z + theta - math.log(self.b * math.sqrt(2 * math.pi)) - float(log_ndtr(self.a / self.b))
         lo, hi = math.log(self.a), math.log(self.b)  # loguniform: flat in θ on [log a, log b]
         return np.where((theta >= lo) & (theta <= hi), -math.log(hi - lo), -np.inf)
 
@@ -58,6 +68,9 @@ class Prior:
             return math.log(self.a) + self.b * rng.standard_normal(n)
         if self.kind == "halfnormal":
             return np.log(np.abs(self.a * rng.standard_normal(n)) + 1e-12)
+        if self.kind == "truncnormal":  # inverse CDF above the cut at 0
+            u = rng.uniform(float(ndtr(-self.a / self.b)), 1.0, n)
+            return np.log(np.maximum(self.a + self.b * ndtri(u), 1e-300))
         return rng.uniform(math.log(self.a), math.log(self.b), n)
 
     def bounds(self) -> tuple[float, float]:
@@ -66,6 +79,9 @@ class Prior:
             return math.log(self.a) - 8 * self.b, math.log(self.a) + 8 * self.b
         if self.kind == "halfnormal":
             return math.log(self.a) - 20.0, math.log(self.a) + 3.0
+        if self.kind == "truncnormal":
+            top = math.log(max(self.a, 0.0) + 8 * self.b)
+            return top - 20.0, top
         return math.log(self.a), math.log(self.b)
 
     def residual(self, theta: np.ndarray) -> np.ndarray:
@@ -77,9 +93,16 @@ class Prior:
         if self.kind == "loguniform":  # flat inside: no pull; outside: a wall
             lo, hi = self.bounds()
             return np.where((theta >= lo) & (theta <= hi), 0.0, 1e3)
-        mode = math.log(self.a)  # half-normal: log p(θ) peaks at v = scale
+        mode = self.mode()
         gap = np.maximum(self.logpdf(np.array(mode)) - self.logpdf(theta), 0.0)
         return np.where(np.isfinite(gap), np.sign(theta - mode) * np.sqrt(2 * gap), 1e3)
+
+    def mode(self) -> float:
+        """Where log p(θ) peaks (half-normal and truncated normal; in θ the Jacobian v moves it):
+        v = scale, and v = (loc + sqrt(loc² + 4 scale²)) / 2."""
+        if self.kind == "halfnormal":
+            return math.log(self.a)
+        return math.log(0.5 * (self.a + math.sqrt(self.a ** 2 + 4 * self.b ** 2)))
 
     def center(self) -> float:
         """A typical θ under this prior: the log-median."""
@@ -87,22 +110,28 @@ class Prior:
             return math.log(self.a)
         if self.kind == "halfnormal":
             return math.log(0.6745 * self.a)
+        if self.kind == "truncnormal":
+            return math.log(self.a + self.b * float(ndtri(0.5 * (1 + ndtr(-self.a / self.b)))))
         return 0.5 * (math.log(self.a) + math.log(self.b))
 
 
 def parse_prior(name: str, spec: Mapping[str, Any]) -> Prior:
-    """A Prior from a spec dict; a bad spec is one line naming `estimation.priors.<name>`."""
-    field = f"estimation.priors.{name}"
+    """A Prior from a spec dict; a bad spec is one line naming `estimate.priors.<name>`. The
+    fields of the spec's kind must be set; set fields of other kinds are ignored (see above)."""
+    field = f"estimate.priors.{name}"
     kind = spec.get("kind")
     if kind not in KINDS:
         raise LvsweepError(field, f"kind {kind!r} is not one of {', '.join(KINDS)}")
     keys = KINDS[kind]
-    extra = sorted(set(spec) - {"kind", *keys})
-    if extra or any(k not in spec for k in keys):
-        raise LvsweepError(field, f"a {kind} prior takes exactly {', '.join(keys)}; got {', '.join(sorted(spec))}")
+    unknown = sorted(set(spec) - {"kind", *FIELDS})
+    missing = [k for k in keys if spec.get(k) is None]
+    if unknown or missing:
+        raise LvsweepError(field, f"a {kind} prior takes {', '.join(keys)}; "
+                                  + (f"unknown: {', '.join(unknown)}" if unknown else f"missing: {', '.join(missing)}"))
     values = [float(spec[k]) for k in keys]
-    if not all(math.isfinite(v) and v > 0 for v in values):
-        raise LvsweepError(field, f"{', '.join(keys)} must be finite and > 0; got {values}")
+    if not all(math.isfinite(v) for v in values) or any(v <= 0 for k, v in zip(keys, values) if k != "loc"):
+        raise LvsweepError(field, f"{', '.join(keys)} must be finite" + (", scale > 0" if kind == "truncnormal" else " and > 0")
+                                  + f"; got {values}")
     if kind == "loguniform" and values[0] >= values[1]:
         raise LvsweepError(field, f"low must be < high; got {values}")
     return Prior(kind, *values)
@@ -134,6 +163,6 @@ def resolve_priors(defaults: Mapping[str, Mapping[str, Any]], overrides: Optiona
     overrides = dict(overrides or {})
     unknown = sorted(set(overrides) - set(defaults))
     if unknown:
-        raise LvsweepError(f"estimation.priors.{unknown[0]}", f"not a quantity of this model; allowed: "
+        raise LvsweepError(f"estimate.priors.{unknown[0]}", f"not a quantity of this model; allowed: "
                                                               f"{', '.join(defaults)}")
     return {name: parse_prior(name, overrides.get(name, defaults[name])) for name in free}
