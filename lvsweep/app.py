@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from lvsweep import __version__
 from lvsweep.config import CONF_MODULE, validate
 from lvsweep.errors import LvsweepError, exit_with_error
-from lvsweep.metric_names import ALIGN_ANTICORRELATION, ALIGN_BASELINE_LINEAR, ALIGN_BASELINE_NORM, ALIGN_EXCESS, ALIGN_PEARSON, ALIGN_PVALUE, ALIGN_SPEARMAN, ALIGN_SPEARMAN_CI_HIGH, ALIGN_SPEARMAN_CI_LOW, ALIGN_SPEARMAN_INIT, ALIGN_TRAINING_GAIN, PERTURB_LOW_OVER_HIGH, TRAIN_LOSS, VAL_LOSS, VAL_NOISY_MSE, VAL_R2
+from lvsweep.metric_names import ALIGN_ANTICORRELATION, ALIGN_BASELINE_LINEAR, ALIGN_BASELINE_NORM, ALIGN_EXCESS, ALIGN_PEARSON, ALIGN_PVALUE, ALIGN_SPEARMAN, ALIGN_SPEARMAN_CI_HIGH, ALIGN_SPEARMAN_CI_LOW, ALIGN_SPEARMAN_INIT, ALIGN_TRAINING_GAIN, PERTURB_LOW_OVER_HIGH, PRIOR_PLAUSIBLE, TRAIN_LOSS, VAL_LOSS, VAL_NOISY_MSE, VAL_R2
 
 if TYPE_CHECKING:
     from lvsweep.pipeline import RunResult
@@ -221,6 +221,9 @@ def estimate_lines(m: dict[str, float], cfg: DictConfig) -> list[str]:
             "NOT converged (chain shorter than 50 τ: raise estimate.steps)"
         out.append(f"    sampler: acceptance {m['estimate/acceptance']:.3f}  τmax {m['estimate/autocorr_max']:.1f}  "
                    f"ESS_min {m['estimate/ess_min']:.0f}  {converged}  ({m.get('estimate/seconds', math.nan):.0f} s)")
+        if PRIOR_PLAUSIBLE in m:
+            out.append(f"    prior predictive: {100 * m[PRIOR_PLAUSIBLE]:.0f} % of prior draws stay within a factor 10 of "
+                       f"the observed range ({PRIOR_PLAUSIBLE})")
     if "estimate/attention_gain" in m:
         ci = (f" [95% CI {m['estimate/attention_gain_ci_low']:.3g}, {m['estimate/attention_gain_ci_high']:.3g}; "
               f"p = {m['estimate/attention_gain_pvalue']:.3f}]" if "estimate/attention_gain_ci_low" in m else "")

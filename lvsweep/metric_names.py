@@ -22,6 +22,7 @@ DYNAMICS_MAX_LYAPUNOV = "dynamics/max_lyapunov"  # largest Lyapunov exponent est
 SENSITIVITY_FTLE_VS_LYAPUNOV_SPEARMAN = "sensitivity/ftle_vs_lyapunov_spearman"  # rho between the FTLE and the Lyapunov profile (systems with V)
 PRC_SPEARMAN = "prc/spearman"  # rho of attention with the phase response (analysis.prc=true)
 PRC_PERIOD = "prc/period"  # the oscillation's period (analysis.prc=true)
+PRIOR_PLAUSIBLE = "estimate/prior_plausible"  # share of prior draws whose orbit stays within 10x of the observed range
 ESTIMATE_ATTENTION_GAIN = "estimate/attention_gain"  # error(uniform)/error(attention) of weighted fits (analysis.estimate=true)
 
 # Final metrics every run logs; `objectives` must name some of them.

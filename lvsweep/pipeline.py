@@ -20,6 +20,7 @@ from lvsweep.analysis.alignment import pearson, spearman
 from lvsweep.training.callbacks import AlignmentCallback, LossHistory, MetricSink, on_device
 from lvsweep.analysis.controls import as_replicates, baseline_metrics, control_metrics
 from lvsweep.config.validation import is_observed
+from lvsweep.metric_names import PRIOR_PLAUSIBLE
 from lvsweep.data.trajectory import TrajectoryData, TrajectoryDataModule, make_replicate_data, replicate_seed
 from lvsweep.models import AttentionModel, make_replicates
 from lvsweep.models.base import evaluating
@@ -67,7 +68,10 @@ def fit_observed(cfg: Any, seeds: list[int], sink: MetricSink, out_dir: Path) ->
     system = make_system(cfg.system)
     series = observed_series(cfg, system)
     result = fit(system, series, free_quantities(cfg, system), priors(cfg), seed=cfg.seed, settings=fit_settings(cfg))
-    metrics = {**result.metrics(), "estimate/seconds": float(sum(result.seconds.values()))}
+    from lvsweep.estimation.calibration import prior_plausible_share
+
+    metrics = {**result.metrics(), "estimate/seconds": float(sum(result.seconds.values())),
+               PRIOR_PLAUSIBLE: prior_plausible_share(result.model, np.random.default_rng([cfg.seed, 11]))}
     sink(metrics, 0)
     out_dir.mkdir(parents=True, exist_ok=True)
     artifacts = [result.write_posterior_csv(out_dir / "posterior.csv")]

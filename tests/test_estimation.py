@@ -304,3 +304,12 @@ def test_weighting_study_normalises_and_computes_the_gain(study_data):
     assert "estimate/attention_gain_pvalue" not in single  # one replicate has no spread
     assert single["estimate/attention_gain"] == pytest.approx(
         single["estimate/rel_error_uniform"] / single["estimate/rel_error_attention"], rel=1e-12)
+
+
+def test_the_prior_predictive_share_tells_narrow_priors_from_wide_ones():
+    from lvsweep.estimation.calibration import lynx_hare_scale_priors, prior_plausible_share
+
+    narrow = Model.build(lv(), lynx_hare(), priors=lynx_hare_scale_priors(0.05))
+    wide = Model.build(lv(), lynx_hare(), priors=lynx_hare_scale_priors(2.0))
+    assert prior_plausible_share(narrow, np.random.default_rng(0), n=100) > 0.95
+    assert prior_plausible_share(wide, np.random.default_rng(0), n=100) < 0.2

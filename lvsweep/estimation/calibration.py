@@ -13,6 +13,7 @@ solvable orbit.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
@@ -76,6 +77,25 @@ LYNX_HARE_SCALE = {"alpha": 0.55, "beta": 0.028, "gamma": 0.8, "delta": 0.024, "
 
 def lynx_hare_scale_priors(log_sd: float = 0.25) -> dict[str, dict[str, Any]]:
     return {n: {"kind": "lognormal", "median": v, "sigma": log_sd} for n, v in LYNX_HARE_SCALE.items()}
+
+
+PLAUSIBLE_FACTOR = 10.0  # a prior orbit is plausible within this factor of the observed range of each state
+
+
+def prior_plausible_share(model: Model, rng: np.random.Generator, n: int = 200,
+                          factor: float = PLAUSIBLE_FACTOR) -> float:
+    """A prior predictive check: the share of `n` draws from the priors (fixed quantities at their
+    values) whose orbit solves and stays, at every observation time, within `factor` of each
+    state's observed range [min / factor, max × factor]. Low shares mean priors much wider than
+    the data's dynamics (a tenth of a percent of the hares, or cycles of two years)."""
+    theta = np.stack([model.priors[name].sample(rng, n) for name in model.free], axis=1)
+    model = dataclasses.replace(model, rtol=1e-4, atol=1e-6, solver="lsoda")  # ranges need no tight solves
+    inside = np.all(np.abs(theta) < 25.0, axis=1)
+    x, ok = model.trajectories(theta[inside])
+    y = model.series.y
+    with np.errstate(invalid="ignore"):
+        within = np.all((x >= y.min(axis=0) / factor) & (x <= y.max(axis=0) * factor), axis=(1, 2))
+    return float((ok & within).sum() / n)
 
 
 def simulate(model: Model, theta: np.ndarray, rng: np.random.Generator) -> ObservedSeries:
