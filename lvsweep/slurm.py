@@ -114,8 +114,8 @@ def explain_sigterm(job: str) -> str:
     if state == "TIMEOUT":
         return f"time limit: SLURM job {job} reached its time limit (hydra.launcher.timeout_min)"
     if state in ("RUNNING", "PREEMPTED", "SUSPENDED"):
-        return (f"preempted: SLURM signalled job {job} to stop while it was {state} "
-                "(preemption, or scancel --signal=TERM)")
+        return (f"preempted: SIGTERM while SLURM job {job} was {state} "
+                "(a preemption, scancel --signal=TERM, or a kill from outside SLURM)")
     return f"terminated: SIGTERM in SLURM job {job} (its state: {state or 'unknown'})"
 
 

@@ -75,7 +75,7 @@ def test_explain_reads_a_cancelled_and_a_signalled_job_off_the_scheduler(slurm_c
         return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env).stdout.strip()
 
     running = sleeper()
-    assert explain(running).startswith(f"preempted: SLURM signalled job {running} to stop while it was RUNNING")
+    assert explain(running).startswith(f"preempted: SIGTERM while SLURM job {running} was RUNNING")
     slurm_cluster.command("scancel", running)
     assert explain(running) == f"cancelled: SLURM job {running} was cancelled (scancel)"
     assert explain_sigterm.__module__ == "lvsweep.slurm"
@@ -128,7 +128,7 @@ def test_preemption_kills_the_run_as_preempted(slurm_cluster: SlurmCluster, tmp_
     run = client_for(tmp_path).get_run(victim.info.run_id)
     assert run.info.status == "KILLED" and run.data.metrics
     assert run.data.tags["lvsweep.error"].startswith(
-        f"preempted: SLURM signalled job {job} to stop while it was RUNNING")
+        f"preempted: SIGTERM while SLURM job {job} was RUNNING")
 
 
 @pytest.mark.slow
