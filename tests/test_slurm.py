@@ -30,7 +30,8 @@ from lvsweep.slurm import JOB_TAG, REQUEUED_TAG, RESTARTS_TAG, explain_sigterm
 OBJECTIVE = "align/anticorrelation"
 # One CPU and 1 GB a job: two jobs at once on a 2-core node (the launcher's default asks 2 CPUs, 4 GB).
 ON_SLURM = ["-m", "hydra/launcher=slurm", "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=1"]
-LONG = "trainer.epochs=5000000"  # a job that runs until the scheduler stops it
+LONG_EPOCHS = "5000000"
+LONG = f"trainer.epochs={LONG_EPOCHS}"  # a job that runs until the scheduler stops it
 # Time-limit settings: 1 minute (SLURM's least), USR2 30 s before it.
 LIMIT = ["hydra.launcher.timeout_min=1", "hydra.launcher.signal_delay_s=30"]
 
@@ -48,10 +49,11 @@ def sweep_with_a_training_job(cluster: SlurmCluster, cwd: Path, *args: str) -> t
 
 
 def training_job(cwd: Path, proc: subprocess.Popen) -> list:
-    """Child runs RUNNING with metrics logged (training under way), once there is one. Waited for
+    """Long child runs (LONG) RUNNING with metrics logged (training under way), once there is one. Waited for
     only after the controller has submitted its jobs, so the store is made by then."""
-    return wait_until(lambda: [r for r in child_runs(cwd) if r.info.status == "RUNNING" and r.data.metrics],
-                      proc, "a training job")
+    return wait_until(lambda: [r for r in child_runs(cwd) if r.info.status == "RUNNING" and r.data.metrics
+                               and r.data.params.get("trainer.epochs") == LONG_EPOCHS],
+                      proc, "a long job training")
 
 
 def submitted(cwd: Path, proc: subprocess.Popen) -> str:
@@ -100,7 +102,7 @@ def test_a_multirun_is_one_job_array_and_every_job_finishes(slurm_cluster: Slurm
 @pytest.mark.slow
 def test_scancel_kills_the_job_s_run_with_its_metrics_and_the_sweep_goes_on(slurm_cluster: SlurmCluster, tmp_path):
     """Job 1 runs until cancelled; job 0, short, finishes; the sweep waits for both and fails."""
-    proc, victim, job = sweep_with_a_training_job(slurm_cluster, tmp_path, "trainer.epochs=20,5000000")
+    proc, victim, job = sweep_with_a_training_job(slurm_cluster, tmp_path, f"trainer.epochs=20,{LONG_EPOCHS}")
     slurm_cluster.command("scancel", job)
     out, err = finish_cli(proc)
     assert proc.returncode == 1, err[-3000:]
