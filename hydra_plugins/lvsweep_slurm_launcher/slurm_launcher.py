@@ -9,6 +9,7 @@ run is closed from the accounting if the job could not close it, and the sweep g
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -19,6 +20,21 @@ from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLaunche
 from omegaconf import OmegaConf
 
 EXECUTOR_SETTINGS = {"max_num_timeout"}  # settings the executor takes when it is made, not per job
+POLL_S = 15.0  # sacct is asked at least this often while a sweep waits
+
+
+def wait_for(job: Any) -> None:
+    """Until the job has ended. submitit alone asks sacct ever more rarely as a job runs (every
+    half its age, at most 10 minutes apart), so the end of a long job could be seen 10 minutes
+    late; one sacct call every POLL_S refreshes every job of the array at once."""
+    last = time.monotonic()
+    while True:
+        force = time.monotonic() - last >= POLL_S
+        if force:
+            last = time.monotonic()
+        if job.done(force_check=force):
+            return
+        time.sleep(1.0)
 
 
 class SlurmLauncher(UpstreamSlurmLauncher):
@@ -53,7 +69,7 @@ class SlurmLauncher(UpstreamSlurmLauncher):
         that ended in any state but COMPLETED and left no result is not waited for further."""
         from submitit.core.utils import FailedJobError, UncompletedJobError
 
-        job.wait()
+        wait_for(job)
         state = str(job.state)
         try:
             if state != "COMPLETED" and not job.paths.result_pickle.exists():
