@@ -167,7 +167,7 @@ def take_job_signals() -> None:
     submitit's handler would only log it, and USR2, which it hands back to submitit only when a
     requeue follows. Call from the job, before its run opens; a no-op elsewhere."""
     global _submitit_usr2
-    if "SUBMITIT_FOLDER" not in os.environ or threading.current_thread() is not threading.main_thread():
+    if not in_job() or threading.current_thread() is not threading.main_thread():
         return
     from lvsweep import interrupts
 
