@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from lvsweep import __version__
 from lvsweep.config import CONF_MODULE, validate
 from lvsweep.errors import LvsweepError, exit_with_error
+from lvsweep.trial import PRUNED, PRUNED_TAG, TrialLink, TrialStop, TrialStopped
 from lvsweep.metric_names import ALIGN_ANTICORRELATION, ALIGN_BASELINE_LINEAR, ALIGN_BASELINE_NORM, ALIGN_EXCESS, ALIGN_PEARSON, ALIGN_PVALUE, ALIGN_SPEARMAN, ALIGN_SPEARMAN_CI_HIGH, ALIGN_SPEARMAN_CI_LOW, ALIGN_SPEARMAN_INIT, ALIGN_TRAINING_GAIN, PERTURB_LOW_OVER_HIGH, PRIOR_PLAUSIBLE, TRAIN_LOSS, VAL_LOSS, VAL_NOISY_MSE, VAL_R2
 
 if TYPE_CHECKING:
@@ -51,16 +52,22 @@ def run_name(cfg: DictConfig, multirun: bool) -> str:
     return "run"
 
 
-def run_job(cfg: DictConfig) -> float:
+def run_job(cfg: DictConfig) -> float | list[float] | TrialStop:
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     recorder: Optional[RunRecorder] = None
     from lvsweep import slurm
 
     slurm.take_job_signals()  # in a submitit job: SIGTERM and SLURM's USR2 close this run, not kill it
+    if multirun:
+        from lvsweep import interrupts
+
+        interrupts.install_in_worker()  # in a joblib worker: SIGTERM closes this run too
+    link: Optional[TrialLink] = None
     try:
         validate(cfg)
         plain = plain_config(cfg)
+        link = TrialLink.of(plain.tracking.pop("trial", None))  # the sweeper's, not the run's config
         from lvsweep.tracking.runs import PARENT_RUN_ENV
 
         parent = os.environ.get(PARENT_RUN_ENV) if multirun else None
@@ -75,7 +82,8 @@ def run_job(cfg: DictConfig) -> float:
         # Imported only now: a bad value or an unreachable store is reported before seconds of torch imports.
         from lvsweep.pipeline import run_experiment
 
-        result = run_experiment(plain, recorder.log_metrics, out_dir)
+        sink = recorder.log_metrics if link is None else link.sink(recorder.log_metrics)
+        result = run_experiment(plain, sink, out_dir)
         recorder.log_artifacts(result.artifacts, out_dir)
         if plain.analysis.log_model:
             recorder.log_model(result.model, result.model_input)
@@ -96,6 +104,14 @@ def run_job(cfg: DictConfig) -> float:
         if isinstance(exc, SystemExit):  # Lightning turns both into SystemExit(1): say what it was
             raise stop from exc
         raise
+    except TrialStopped as exc:  # pruned, or out of time: stopped between steps, all logged so far kept
+        if recorder is None:
+            recorder = record_failed_job(cfg, run_name(cfg, multirun))
+        if recorder is not None:
+            if exc.stop.kind == PRUNED:
+                recorder.log_tags({PRUNED_TAG: str(exc.stop.step)})
+            recorder.finish(error=exc, status="KILLED")
+        return exc.stop
     except Exception as exc:
         if recorder is None and multirun:
             recorder = record_failed_job(cfg, run_name(cfg, multirun))
@@ -148,6 +164,7 @@ def record_failed_job(cfg: DictConfig, name: str) -> Optional[RunRecorder]:
 
     try:
         plain = plain_config(cfg)
+        plain.tracking.pop("trial", None)
         recorder = open_run(plain, name, os.environ.get(PARENT_RUN_ENV))
         log_config_params(recorder, plain)
         return recorder

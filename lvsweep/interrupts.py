@@ -89,6 +89,16 @@ def install() -> None:
     signal.signal(signal.SIGTERM, _on_sigterm)
 
 
+def install_in_worker() -> None:
+    """In a launcher's worker process (joblib's), where SIGTERM still has Python's default and
+    would end the job with its run left RUNNING: handle it as the entry point does. Only from the
+    main thread, and never over a handler someone else installed."""
+    import threading
+
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        install()
+
+
 def terminated() -> bool:
     """True once this process has received SIGTERM (or stopped for a SLURM requeue)."""
     return any(s in _received for s in _STOP_SIGNALS)

@@ -28,6 +28,10 @@ ESTIMATE_ATTENTION_GAIN = "estimate/attention_gain"  # error(uniform)/error(atte
 # Final metrics every run logs; `objectives` must name some of them.
 RUN_METRICS = (TRAIN_LOSS, VAL_LOSS, ALIGN_PEARSON, ALIGN_SPEARMAN, ALIGN_ANTICORRELATION, PERTURB_LOW_OVER_HIGH,
                VAL_R2, VAL_NOISY_MSE, ALIGN_EXCESS, ALIGN_PVALUE, ALIGN_TRAINING_GAIN, DYNAMICS_MAX_LYAPUNOV)
+# Metrics logged during training, not only at its end (what a pruner can be given), each with the
+# direction in which it is better.
+HISTORY_METRICS = {ALIGN_ANTICORRELATION: "maximize", ALIGN_SPEARMAN: "minimize", ALIGN_PEARSON: "minimize",
+                   VAL_LOSS: "minimize", TRAIN_LOSS: "minimize"}
 # Final metrics only some runs log: each with the setting that turns it on.
 OPTIONAL_METRICS = {PRC_SPEARMAN: "analysis.prc=true", PRC_PERIOD: "analysis.prc=true",
                     ESTIMATE_ATTENTION_GAIN: "analysis.estimate=true"}

@@ -88,7 +88,8 @@ def sweep_config(task: list[str], objectives: list[str], **sweeper) -> OmegaConf
     ([], ["a"], {"params": {"noise.level": "interval(4, 0)"}}, "hydra.sweeper.params.noise.level"),
 ])
 def test_settings_are_checked_without_a_storage(task, objectives, sweeper, field):
-    check_settings(sweep_config(["seed=1"], ["a"], storage="postgresql://nowhere/x"))  # valid: no error
+    check_settings(sweep_config(["seed=1", "model.lr=interval(0.001, 0.1)"], ["a"],
+                                storage="postgresql://nowhere/x"))  # valid: no error
     with pytest.raises(LvsweepError) as err:
         check_settings(sweep_config(task, objectives, **sweeper))
     assert err.value.field == field
@@ -141,7 +142,8 @@ def test_study_is_tracked_then_continued_by_two_parallel_workers(tmp_path):
     for t in trials:
         run = by_trial[t.number]
         assert t.user_attrs["mlflow_run_id"] == run.info.run_id  # the trial links to its run
-        assert run.info.run_name == f"trial_{t.number}" and run.data.tags["optuna_study"] == "s"
+        shown = f"noise.level={t.params['noise.level']:.3g} model.lr={t.params['model.lr']:.3g}"
+        assert run.info.run_name == f"trial_{t.number} {shown}" and run.data.tags["optuna_study"] == "s"
         assert run.data.tags["optuna_storage"] == f"sqlite:///{tmp_path}/mlruns/optuna.db"
         assert t.value == pytest.approx(run.data.metrics[OBJECTIVE], rel=1e-12)
         assert float(run.data.params["noise.level"]) == pytest.approx(t.params["noise.level"])

@@ -14,7 +14,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Optional
 
 from lvsweep.errors import LvsweepError
 
@@ -69,17 +69,27 @@ def open_storage(url: Optional[str], faults: FaultSettings) -> Any:
 
 
 class Heartbeat:
-    """Beats for a batch of trials from the sweeper's process while the launcher runs them.
+    """Beats for the trials under way from the sweeper's process while the launcher runs them.
 
     The sweeper waits for its jobs wherever they run (in process, joblib workers, submitit), so
-    its beat stops exactly when the worker that owns the trials dies."""
+    its beat stops exactly when the worker that owns the trials dies. Trials join when they are
+    launched and leave when they are told, so with asynchronous slots the set changes as it beats."""
 
-    def __init__(self, storage: Any, trials: Sequence[optuna.Trial]) -> None:
+    def __init__(self, storage: Any) -> None:
         self.interval = None if storage is None else storage.get_heartbeat_interval()  # None: in memory
         self.storage = storage
-        self.trial_ids = [t._trial_id for t in trials]  # optuna's own heartbeat thread uses the same id
+        self._trial_ids: set[int] = set()  # optuna's own heartbeat thread uses the same ids
+        self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
+
+    def add(self, trial: optuna.Trial) -> None:
+        with self._lock:
+            self._trial_ids.add(trial._trial_id)
+
+    def remove(self, trial: optuna.Trial) -> None:
+        with self._lock:
+            self._trial_ids.discard(trial._trial_id)
 
     def __enter__(self) -> Heartbeat:
         if self.interval is not None:
@@ -97,7 +107,9 @@ class Heartbeat:
         from lvsweep.tracking.stores import retry_locked
 
         while True:
-            for trial_id in self.trial_ids:
+            with self._lock:
+                trial_ids = sorted(self._trial_ids)
+            for trial_id in trial_ids:
                 try:
                     retry_locked(self.storage.record_heartbeat, trial_id)
                 except Exception as exc:  # a missed beat is not fatal; a run of them makes the trial stale
@@ -106,17 +118,22 @@ class Heartbeat:
                 return
 
 
+def absolute_storage(storage: str) -> str:
+    """The URL with a relative SQLite path made absolute: what a job started elsewhere opens."""
+    from lvsweep.tracking.stores import sqlite_path
+
+    db = sqlite_path(storage)
+    if db is not None and db.name not in ("", ":memory:") and not db.is_absolute():
+        return f"sqlite:///{Path.cwd() / db}"
+    return storage
+
+
 def storage_label(storage: Optional[str]) -> str:
     """Which database holds the study, as tagged on runs: password masked, a relative SQLite path
     made absolute, so two studies of one name in different databases are never confused."""
-    from lvsweep.tracking.stores import mask_password, sqlite_path
+    from lvsweep.tracking.stores import mask_password
 
-    if storage is None:
-        return "in-memory"
-    db = sqlite_path(storage)
-    if db is not None and db.name not in ("", ":memory:") and not db.is_absolute():
-        storage = f"sqlite:///{Path.cwd() / db}"
-    return mask_password(storage)
+    return "in-memory" if storage is None else mask_password(absolute_storage(storage))
 
 
 def recover(study: optuna.Study, storage: Optional[str], client: Optional[MlflowClient],

@@ -1,11 +1,21 @@
-"""The study loop: ask a batch of trials, launch them as Hydra jobs, tell optuna what they returned.
+"""The study loop: ask trials, launch them as Hydra jobs, tell optuna what they returned.
+
+With `n_jobs` > 1 the trials run in asynchronous slots: each launch is one trial in a thread of
+its own, and a new trial is asked as soon as any running one ends, so a slow trial holds one slot,
+not the whole batch (`slots: batch` keeps the older ask-n, wait-for-all behaviour).
 
 Imported only through the facade once a sweep begins, so optuna is imported at the top here.
 """
 from __future__ import annotations
 
 import math
+import os
+import queue
+import signal
+import threading
 import warnings
+from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, Mapping, Optional
 
 import numpy as np
@@ -18,15 +28,22 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from optuna.exceptions import ExperimentalWarning
 from optuna.trial import TrialState
 
-from hydra_plugins.lvsweep_optuna_sweeper._search_space import (SearchSpace, format_value, parse_search_space,
-                                                                 suggest)
-from hydra_plugins.lvsweep_optuna_sweeper._storage import FaultSettings, Heartbeat, open_storage, recover, storage_label
+from hydra_plugins.lvsweep_optuna_sweeper._progress import Progress, launcher_log
+from hydra_plugins.lvsweep_optuna_sweeper._search_space import SearchSpace, format_value, parse_search_space, suggest
+from hydra_plugins.lvsweep_optuna_sweeper._storage import (FaultSettings, Heartbeat, absolute_storage, open_storage,
+                                                           recover, storage_label)
 from hydra_plugins.lvsweep_optuna_sweeper._tracking import STUDY_TAG, TRIAL_TAG, ParentRun, study_summary
 from lvsweep.errors import LvsweepError
 from lvsweep.interrupts import note, stop_detail
+from lvsweep.metric_names import HISTORY_METRICS
+from lvsweep.trial import PRUNED, TrialStop
 
 DIRECTIONS = ("maximize", "minimize")
+SLOTS = ("async", "batch")
+PARALLEL_LAUNCHERS = "hydra/launcher=joblib, submitit_local or slurm"
+STOP_GRACE_S = 60.0  # after a stop, how long the jobs of running trials get to close their runs
 FAILURE_ATTR = "lvsweep.failure"  # user attr of a failed trial: why it failed
+PRUNED_ATTR = "lvsweep.pruned"  # user attr of a pruned trial: at which step, on which value
 
 
 def normalize_directions(direction: Any) -> list[str]:
@@ -54,49 +71,79 @@ def make_sampler(cfg: Mapping[str, Any], trial_number: Optional[int] = None) -> 
         return instantiate(cfg, **kwargs)
 
 
-def check_sampler(cfg: Mapping[str, Any]) -> None:
-    """Build the sampler once before anything is recorded: a wrong `_target_`, argument or seed is
-    then one line naming `hydra.sweeper.sampler`, not an instantiation error after the sweep opened."""
+def make_pruner(cfg: Optional[Mapping[str, Any]]) -> Optional[optuna.pruners.BasePruner]:
+    if cfg is None:
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)  # e.g. WilcoxonPruner
+        return instantiate(cfg)
+
+
+def check_target(cfg: Mapping[str, Any], field: str, kind: str, example: str, make: Any) -> None:
+    """Build a sampler or pruner once before anything is recorded: a wrong `_target_`, argument
+    or seed is then one line naming the field, not an instantiation error after the sweep opened."""
     target = cfg.get("_target_")
     if not isinstance(target, str) or not target:
-        raise LvsweepError("hydra.sweeper.sampler._target_", "must name an optuna sampler class, "
-                                                             "e.g. optuna.samplers.TPESampler")
+        raise LvsweepError(f"{field}._target_", f"must name an optuna {kind} class, e.g. {example}")
     try:
-        make_sampler(cfg)
+        built = make(cfg)
     except Exception as exc:
         inner: BaseException = exc
-        while inner.__cause__ is not None:  # Hydra wraps the sampler's own error
+        while inner.__cause__ is not None:  # Hydra wraps the class's own error
             inner = inner.__cause__
         why = " ".join(str(inner).split()) or type(inner).__name__
-        raise LvsweepError("hydra.sweeper.sampler", f"cannot build {target}: {why}") from exc
+        raise LvsweepError(field, f"cannot build {target}: {why}") from exc
+    base = optuna.samplers.BaseSampler if kind == "sampler" else optuna.pruners.BasePruner
+    if not isinstance(built, base):
+        raise LvsweepError(field, f"{target} is not an optuna {kind}")
 
 
-def job_outcome(ret: JobReturn, n_values: int) -> tuple[Optional[list[float]], str]:
-    """(values, "") for a usable result, else (None, why the trial failed)."""
+def check_sampler(cfg: Mapping[str, Any]) -> None:
+    check_target(cfg, "hydra.sweeper.sampler", "sampler", "optuna.samplers.TPESampler", make_sampler)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a job's return means for its trial: the state to tell, the values, why not COMPLETE."""
+
+    state: TrialState
+    values: Optional[list[float]] = None
+    reason: str = ""
+
+
+def job_outcome(ret: JobReturn, n_values: int) -> Outcome:
+    """COMPLETE with values for a usable result; PRUNED for a job its pruner stopped; else FAIL and why."""
     try:
         value = ret.return_value
     except Exception as exc:  # the job raised: Hydra re-raises it here
-        return None, f"{type(exc).__name__}: {exc}"
+        return failed(exc)
+    if isinstance(value, TrialStop):
+        return Outcome(TrialState.PRUNED if value.kind == PRUNED else TrialState.FAIL, reason=value.reason)
     items = list(value) if isinstance(value, (list, tuple, ListConfig)) else [value]
     try:
         values = [float(v) for v in items]
     except (TypeError, ValueError):
-        return None, f"the job returned {value!r}, not a number"
+        return Outcome(TrialState.FAIL, reason=f"the job returned {value!r}, not a number")
     if len(values) != n_values:
-        return None, f"the job returned {len(values)} value(s) for {n_values} direction(s)"
+        return Outcome(TrialState.FAIL, reason=f"the job returned {len(values)} value(s) for {n_values} direction(s)")
     if not all(math.isfinite(v) for v in values):
-        return None, "objective is not finite: the job failed (its MLflow run has the reason)"
-    return values, ""
+        return Outcome(TrialState.FAIL, reason="objective is not finite: the job failed (its MLflow run has the reason)")
+    return Outcome(TrialState.COMPLETE, values)
+
+
+def failed(exc: BaseException) -> Outcome:
+    return Outcome(TrialState.FAIL, reason=f"{type(exc).__name__}: {exc}")
 
 
 class StudySweeper:
-    """Ask `n_jobs` trials, launch them as one batch, tell the results; repeat until `n_trials`
-    were added or the study holds `target_complete` COMPLETE trials, whichever comes first."""
+    """Ask trials, launch them, tell the results, until `n_trials` were added or the study holds
+    `target_complete` COMPLETE trials, whichever comes first; `n_jobs` trials run at once."""
 
     def __init__(self, direction: Any, storage: Optional[str], study_name: Optional[str], n_trials: Optional[int],
                  n_jobs: int, sampler: Any, params: Any, target_complete: Optional[int] = None,
                  heartbeat_interval: Optional[int] = None, grace_period: Optional[int] = None,
-                 max_retry: Optional[int] = None) -> None:
+                 max_retry: Optional[int] = None, pruner: Any = None, monitor: Optional[str] = None,
+                 enqueue: Any = None, trial_timeout: Optional[float] = None, slots: str = "async") -> None:
         self.directions = normalize_directions(direction)
         if n_trials is not None and n_trials < 0:
             raise LvsweepError("hydra.sweeper.n_trials", f"must be >= 0 or null, got {n_trials}")
@@ -107,6 +154,10 @@ class StudySweeper:
                                                          "else the search would never end")
         if n_jobs < 1:
             raise LvsweepError("hydra.sweeper.n_jobs", f"must be >= 1, got {n_jobs}")
+        if slots not in SLOTS:
+            raise LvsweepError("hydra.sweeper.slots", f"must be one of {', '.join(SLOTS)}, got {slots}")
+        if trial_timeout is not None and not trial_timeout > 0:
+            raise LvsweepError("hydra.sweeper.trial_timeout", f"must be seconds > 0 or null, got {trial_timeout}")
         self.faults = FaultSettings(heartbeat_interval, grace_period, max_retry)
         self.faults.check()
         self.storage_url = storage
@@ -114,7 +165,12 @@ class StudySweeper:
         self.n_trials = n_trials
         self.target_complete = target_complete
         self.n_jobs = n_jobs
+        self.slots = slots
         self.sampler_cfg: dict[str, Any] = _plain(sampler)
+        self.pruner_cfg: Optional[dict[str, Any]] = None if pruner is None else _plain(pruner)
+        self.monitor = monitor
+        self.enqueue: list[dict[str, Any]] = [_plain(e) for e in (enqueue or [])]
+        self.trial_timeout = trial_timeout
         self.params: dict[str, Any] = _plain(params)
         self.objectives: list[str] = []
         self.config: Optional[DictConfig] = None
@@ -139,10 +195,42 @@ class StudySweeper:
 
     def check(self, config: DictConfig) -> None:
         """The checks that need the task's config but no storage: objectives against directions,
-        and the search space (the constructor has checked the settings themselves)."""
-        self.objective_names(config)
-        parse_search_space(self.params, list(config.hydra.overrides.task))
+        the search space, the sampler and pruner, the launcher for parallel slots, the warm start
+        (the constructor has checked the settings themselves)."""
+        objectives = self.objective_names(config)
+        space = parse_search_space(self.params, list(config.hydra.overrides.task))
         check_sampler(self.sampler_cfg)
+        self.check_pruner(objectives)
+        launcher = str(OmegaConf.select(config, "hydra.launcher._target_", default=""))
+        if self.n_jobs > 1 and launcher.endswith("BasicLauncher"):
+            raise LvsweepError("hydra.sweeper.n_jobs", f"{self.n_jobs} trials at once need a launcher that runs "
+                                                       f"jobs in parallel ({PARALLEL_LAUNCHERS}); the basic "
+                                                       "launcher runs one job at a time")
+        for i, params in enumerate(self.enqueue):
+            check_point(space, params, f"hydra.sweeper.enqueue[{i}]")
+
+    def check_pruner(self, objectives: list[str]) -> None:
+        if self.pruner_cfg is None:
+            if self.monitor is not None:
+                raise LvsweepError("hydra.sweeper.monitor", "is reported to a pruner only: set hydra.sweeper.pruner "
+                                                            "too, or leave monitor null")
+            return
+        check_target(self.pruner_cfg, "hydra.sweeper.pruner", "pruner", "optuna.pruners.MedianPruner", make_pruner)
+        if len(self.directions) > 1:
+            raise LvsweepError("hydra.sweeper.pruner", f"optuna cannot prune a study with {len(self.directions)} "
+                                                       "objectives; set hydra.sweeper.pruner=null")
+        if self.storage_url is None:
+            raise LvsweepError("hydra.sweeper.pruner", "needs hydra.sweeper.storage: each job reports to its "
+                                                       "trial through the study's database")
+        monitor = self.monitor or objectives[0]
+        if monitor not in HISTORY_METRICS:
+            raise LvsweepError("hydra.sweeper.monitor", f"{monitor} is not logged during training, so a pruner "
+                                                        f"would never see it; use one of {', '.join(HISTORY_METRICS)}")
+        if monitor != objectives[0] and HISTORY_METRICS[monitor] != self.directions[0]:
+            raise LvsweepError("hydra.sweeper.monitor", f"{monitor} is better when it is "
+                                                        f"{'higher' if HISTORY_METRICS[monitor] == 'maximize' else 'lower'}"
+                                                        f", but the study's direction is {self.directions[0]}: the "
+                                                        "pruner would keep the worst trials")
 
     def sweep(self, arguments: list[str]) -> optuna.Study:
         space = parse_search_space(self.params, arguments)
@@ -150,7 +238,7 @@ class StudySweeper:
         storage = open_storage(self.storage_url, self.faults)
         study = optuna.create_study(storage=storage, study_name=self.study_name,
                                     sampler=make_sampler(self.sampler_cfg), directions=self.directions,
-                                    load_if_exists=True)
+                                    pruner=make_pruner(self.pruner_cfg), load_if_exists=True)
         found = [d.name.lower() for d in study.directions]
         if found != self.directions:
             raise LvsweepError("hydra.sweeper.direction",
@@ -163,21 +251,31 @@ class StudySweeper:
         tracker = ParentRun.find(self.config)
         tracker.describe(study, self.storage_url, self.sampler_cfg)
         recover(study, self.storage_url, tracker.client, tracker.experiment_id)
-        print(f"optuna study '{study.study_name}': {len(study.trials)} trial(s) so far, {self._goal()}")
-        done = 0
-        while (size := self._batch_size(study, done)) > 0:
-            trials = [self._ask(study, space) for _ in range(size)]
-            done += len(trials)
-            with Heartbeat(storage, trials):
-                exhausted = self._run_batch(study, trials, space, tracker)
-            if exhausted:
-                print("the sampler has covered the whole search space; stopping")
-                break
-            recover(study, self.storage_url, tracker.client, tracker.experiment_id)
-        summary = study_summary(study, self.objectives)
+        queued = self._enqueue(study)
+        print(f"optuna study '{study.study_name}': {len(study.trials)} trial(s) so far, {self._goal()}"
+              + (f"; {queued} enqueued first" if queued else ""))
+        progress = Progress(self.n_trials if self.n_trials is not None else self.target_complete, self.objectives)
+        sweep_dir = Path(str(self.config.hydra.sweep.dir)) if self.config is not None else Path.cwd()
+        with Heartbeat(storage) as beat, launcher_log(sweep_dir) as log:
+            if self.n_jobs > 1 and self.slots == "async":
+                exhausted = self._run_slots(study, space, tracker, beat, progress)
+            else:
+                exhausted = self._run_batches(study, space, tracker, beat, progress)
+        if exhausted:
+            print("the sampler has covered the whole search space; stopping")
+        summary = study_summary(study, self.objectives, tracker.best_metrics(study))
         print(summary.text)
+        print(f"  launcher log: {log}")
         tracker.record(summary, study, self.objectives)
         return study
+
+    def _enqueue(self, study: optuna.Study) -> int:
+        """Queue the warm-start points; a point the study already holds (any state) is skipped,
+        so rerunning the command does not queue it again."""
+        before = len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+        for params in self.enqueue:
+            study.enqueue_trial(params, skip_if_exists=True)
+        return len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,))) - before
 
     def _goal(self) -> str:
         goals = [f"adding up to {self.n_trials}"] if self.n_trials is not None else []
@@ -185,15 +283,15 @@ class StudySweeper:
             goals.append(f"until {self.target_complete} are COMPLETE")
         return ", ".join(goals)
 
-    def _batch_size(self, study: optuna.Study, done: int) -> int:
-        """Trials to ask next. Other workers' RUNNING trials count towards `target_complete` as
-        on their way (stale ones were failed just before), so workers together do not overshoot."""
-        size = self.n_jobs if self.n_trials is None else min(self.n_jobs, self.n_trials - done)
+    def _room(self, study: optuna.Study, asked: int) -> int:
+        """Trials that may be asked now, given `asked` by this invocation so far. Other workers'
+        RUNNING trials count towards `target_complete` as on their way (stale ones were failed
+        just before), so workers together do not overshoot."""
+        room = self.n_jobs if self.n_trials is None else self.n_trials - asked
         if self.target_complete is not None:
             states = [t.state for t in study.get_trials(deepcopy=False)]
-            size = min(size, self.target_complete - states.count(TrialState.COMPLETE)
-                       - states.count(TrialState.RUNNING))
-        return max(size, 0)
+            room = min(room, self.target_complete - states.count(TrialState.COMPLETE) - states.count(TrialState.RUNNING))
+        return max(room, 0)
 
     def _ask(self, study: optuna.Study, space: SearchSpace) -> optuna.Trial:
         with warnings.catch_warnings():  # the sweeper beats itself (storage.Heartbeat), as optimize would
@@ -212,33 +310,96 @@ class StudySweeper:
         return trial
 
     def _overrides(self, study: optuna.Study, trial: optuna.Trial, space: SearchSpace) -> list[str]:
-        """The trial's params plus tags that tie its MLflow child run to the trial."""
-        return [*space.trial_overrides(trial.params),
-                f"++tracking.tags.{TRIAL_TAG}={trial.number}",
-                f"++tracking.tags.{STUDY_TAG}={format_value(study.study_name)}",
-                f"++tracking.tags.optuna_storage={format_value(storage_label(self.storage_url))}",
-                f"tracking.run_name=trial_{trial.number}"]
+        """The trial's params, tags that tie its MLflow child run to the trial, and, when the job
+        has something to do for its trial (report to a pruner, keep to a time limit), the link."""
+        label = storage_label(self.storage_url)
+        lines = [*space.trial_overrides(trial.params),
+                 f"++tracking.tags.{TRIAL_TAG}={trial.number}",
+                 f"++tracking.tags.{STUDY_TAG}={format_value(study.study_name)}",
+                 f"++tracking.tags.optuna_storage={format_value(label)}",
+                 f"tracking.run_name={format_value(trial_run_name(trial, space))}"]
+        if self.pruner_cfg is not None or self.trial_timeout is not None:
+            link = {"storage": absolute_storage(str(self.storage_url)), "study": study.study_name, "number": trial.number,
+                    "pruner": self.pruner_cfg, "monitor": self.monitor or self.objectives[0],
+                    "timeout": self.trial_timeout}
+            lines.append(f"++tracking.trial={format_override(link)}")
+        return lines
 
-    def _run_batch(self, study: optuna.Study, trials: list[optuna.Trial], space: SearchSpace,
-                   tracker: ParentRun) -> bool:
-        """Launch and tell one batch; True when the sampler says the search space is exhausted.
-        Each trial is given its MLflow run id before it is told (optuna refuses attributes after)."""
-        overrides = [self._overrides(study, t, space) for t in trials]
-        try:
-            returns = self._launch(trials, overrides)
-        except Exception as exc:  # a sampled value Hydra cannot compose (e.g. an unknown group option)
-            return any([self._tell(study, t, None, f"{type(exc).__name__}: {exc}") for t in trials])
-        except BaseException as exc:  # Ctrl-C or SIGTERM (Lightning turns them into SystemExit): keep the study clean
-            note(exc)
+    def _run_batches(self, study: optuna.Study, space: SearchSpace, tracker: ParentRun, beat: Heartbeat,
+                     progress: Progress) -> bool:
+        """Ask `n_jobs` trials, launch them as one batch, wait for all, tell them; repeat.
+        True when the sampler says the search space is exhausted."""
+        asked = 0
+        while (size := min(self.n_jobs, self._room(study, asked))) > 0:
+            trials = [self._ask(study, space) for _ in range(size)]
+            asked += len(trials)
             for trial in trials:
-                self._tell(study, trial, None, f"{stop_detail()} ({type(exc).__name__})")
+                beat.add(trial)
+            overrides = [self._overrides(study, t, space) for t in trials]
+            try:
+                returns = self._launch(trials, overrides)
+            except Exception as exc:  # a sampled value Hydra cannot compose (e.g. an unknown group option)
+                outcomes = [failed(exc)] * len(trials)
+            except BaseException as exc:  # Ctrl-C or SIGTERM (Lightning turns them into SystemExit): keep the study clean
+                self._stop(study, trials, exc)
+                raise
+            else:
+                tracker.link_trials(study, trials)
+                outcomes = [job_outcome(ret, len(self.directions)) for ret in returns]
+            exhausted = False
+            for trial, outcome in zip(trials, outcomes):
+                beat.remove(trial)
+                exhausted |= self._tell(study, trial, outcome, progress)
+            if exhausted:
+                return True
+            recover(study, self.storage_url, tracker.client, tracker.experiment_id)
+        return False
+
+    def _run_slots(self, study: optuna.Study, space: SearchSpace, tracker: ParentRun, beat: Heartbeat,
+                   progress: Progress) -> bool:
+        """`n_jobs` slots: each running trial is one launch in a thread of its own, and a new trial
+        is asked as soon as any ends. The main thread only asks, waits and tells, so Ctrl-C and
+        SIGTERM reach it; the launch threads are daemons that die with the process."""
+        ended: queue.Queue[tuple[optuna.Trial, Outcome]] = queue.Queue()
+        running: dict[int, optuna.Trial] = {}
+        asked, exhausted = 0, False
+        try:
+            while True:
+                while not exhausted and len(running) < self.n_jobs and self._room(study, asked) > 0:
+                    trial = self._ask(study, space)
+                    asked += 1
+                    beat.add(trial)
+                    running[trial.number] = trial
+                    overrides = self._overrides(study, trial, space)
+                    threading.Thread(target=self._launch_one, args=(trial, overrides, ended), daemon=True,
+                                     name=f"trial-{trial.number}").start()
+                if not running:
+                    return exhausted
+                trial, outcome = ended.get()
+                running.pop(trial.number)
+                tracker.link_trials(study, [trial])
+                beat.remove(trial)
+                exhausted |= self._tell(study, trial, outcome, progress)
+                if not exhausted:
+                    recover(study, self.storage_url, tracker.client, tracker.experiment_id)
+        except BaseException as exc:
+            self._stop(study, list(running.values()), exc)
+            stop_children()
+            for _ in running:  # each job closes its run, then its launch returns: wait for that
+                try:
+                    ended.get(timeout=STOP_GRACE_S)
+                except queue.Empty:
+                    break
             raise
-        tracker.link_trials(study, trials)
-        exhausted = False
-        for trial, ret in zip(trials, returns):
-            values, reason = job_outcome(ret, len(self.directions))
-            exhausted |= self._tell(study, trial, values, reason)
-        return exhausted
+
+    def _launch_one(self, trial: optuna.Trial, overrides: list[str], ended: queue.Queue) -> None:
+        """One trial's launch, in its slot's thread; its outcome goes to the main thread's queue."""
+        try:
+            (ret,) = self.launcher.launch([overrides], initial_job_idx=trial.number)
+            outcome = job_outcome(ret, len(self.directions))
+        except BaseException as exc:  # the launcher itself failed, or the value could not be composed
+            outcome = failed(exc)
+        ended.put((trial, outcome))
 
     def _launch(self, trials: list[optuna.Trial], overrides: list[list[str]]) -> list[JobReturn]:
         """Job number = trial number (so output dirs of parallel workers never clash): one launch per
@@ -251,25 +412,81 @@ class StudySweeper:
                 start = end
         return returns
 
-    def _tell(self, study: optuna.Study, trial: optuna.Trial, values: Optional[list[float]], reason: str) -> bool:
+    def _stop(self, study: optuna.Study, trials: list[optuna.Trial], exc: BaseException) -> None:
+        """Ctrl-C or SIGTERM while `trials` ran: each is FAIL with the reason, the study stays clean."""
+        note(exc)
+        why = f"{stop_detail()} ({type(exc).__name__})"
+        for trial in trials:
+            self._tell(study, trial, Outcome(TrialState.FAIL, reason=why), None)
+
+    def _tell(self, study: optuna.Study, trial: optuna.Trial, outcome: Outcome, progress: Optional[Progress]) -> bool:
         """Record one result; True when the sampler asked to stop (its search space is exhausted)."""
-        if values is None:
-            trial.set_user_attr(FAILURE_ATTR, reason[:2000])
-            print(f"  trial {trial.number}: FAIL ({reason})")
-        else:
-            print(f"  trial {trial.number}: " + ", ".join(f"{n} {v:.4g}" for n, v in zip(self.objectives, values)))
+        if outcome.state != TrialState.COMPLETE:
+            trial.set_user_attr(FAILURE_ATTR if outcome.state == TrialState.FAIL else PRUNED_ATTR,
+                                outcome.reason[:2000])
+        exhausted = False
         try:
-            if values is None:
-                study.tell(trial, state=TrialState.FAIL)
+            if outcome.state == TrialState.COMPLETE:
+                study.tell(trial, outcome.values)
             else:
-                study.tell(trial, values)
+                study.tell(trial, state=outcome.state)
         except RuntimeError as exc:
             # Grid-like samplers call `Study.stop()` once every point is taken; outside
             # `Study.optimize` that raises, after the trial is stored. Stop the sweep instead.
             if "Study.stop" not in str(exc):
                 raise
-            return True
-        return False
+            exhausted = True
+        if outcome.state == TrialState.COMPLETE:
+            shown = ", ".join(f"{n} {v:.4g}" for n, v in zip(self.objectives, outcome.values or []))
+        elif outcome.state == TrialState.PRUNED:  # the reason reads "pruned at step ..."
+            shown = f"PRUNED {outcome.reason.removeprefix('pruned ')}"
+        else:
+            shown = f"FAIL ({outcome.reason})"
+        print(progress.line(study, trial, shown) if progress is not None else f"  trial {trial.number}: {shown}")
+        return exhausted
+
+
+def format_override(value: Any) -> str:
+    """A value, mappings and lists included, as Hydra override text that parses back to it."""
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{k}: {format_override(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(format_override(v) for v in value) + "]"
+    return format_value(value)
+
+
+def check_point(space: SearchSpace, params: Mapping[str, Any], where: str) -> None:
+    """A warm-start point names searched params only, each with a value its distribution holds."""
+    for name, value in params.items():
+        dist = space.distributions.get(name)
+        if dist is None:
+            searched = ", ".join(space.distributions) or "none"
+            raise LvsweepError(f"{where}.{name}", f"is not searched (searched: {searched})")
+        try:
+            inside = dist._contains(dist.to_internal_repr(value))
+        except (ValueError, TypeError):
+            inside = False
+        if not inside:
+            raise LvsweepError(f"{where}.{name}", f"{value!r} is outside the search space {dist}")
+
+
+def trial_run_name(trial: optuna.Trial, space: SearchSpace) -> str:
+    """`trial_2 noise.level=2.25 model.lr=1.7e-4`: the run says which point it is, as a multirun's do."""
+    shown = " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in trial.params.items())
+    return f"trial_{trial.number} {shown}".strip()
+
+
+def stop_children() -> None:
+    """Pass a stop on to this process's children (joblib workers, submitit's local jobs), which
+    close their runs KILLED themselves; a job on a cluster is the scheduler's to stop."""
+    me = os.getpid()
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            ppid = int(entry.joinpath("stat").read_text().rpartition(")")[2].split()[1])
+            if ppid == me:
+                os.kill(int(entry.name), signal.SIGTERM)
+        except (OSError, ValueError, IndexError):
+            continue
 
 
 def _plain(node: Any) -> dict[str, Any]:

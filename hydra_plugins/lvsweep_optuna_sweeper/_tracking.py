@@ -3,6 +3,8 @@ the links between trials and runs in both directions (each child run is tagged `
 `optuna_trial`; each trial gets the user attribute `mlflow_run_id`)."""
 from __future__ import annotations
 
+import logging
+import math
 import os
 import tempfile
 import warnings
@@ -18,9 +20,11 @@ from omegaconf import DictConfig
 from optuna.trial import TrialState
 
 from hydra_plugins.lvsweep_optuna_sweeper._storage import storage_label
+from lvsweep.metric_names import ALIGN_ANTICORRELATION, ALIGN_TRAINING_GAIN
 from lvsweep.tracking.runs import PARENT_RUN_ENV, PARENT_TAG, open_store, resolve_uri, write_batch
 
 RUN_ID_ATTR = "mlflow_run_id"  # the trial's user attribute naming its MLflow run
+VERDICT_TAG = "lvsweep.verdict"  # on the parent run: what the objective rewarded, when that is not learning
 TRIAL_TAG, STUDY_TAG = "optuna_trial", "optuna_study"  # the run's tags naming its trial
 
 
@@ -32,21 +36,30 @@ class StudySummary:
     tags: dict[str, str] = field(default_factory=dict)
 
 
-def study_summary(study: optuna.Study, objectives: Sequence[str]) -> StudySummary:
-    """The study's best (over every invocation and worker) as text and as MLflow params/metrics/tags."""
+def study_summary(study: optuna.Study, objectives: Sequence[str],
+                  best_metrics: Optional[Mapping[str, float]] = None) -> StudySummary:
+    """The study's best (over every invocation and worker) as text and as MLflow params/metrics/tags.
+    `best_metrics`, the best trial's run's metrics, let it say when the objective rewards not training."""
     trials = study.get_trials(deepcopy=False)
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     failed = sum(t.state == TrialState.FAIL for t in trials)
-    head = f"optuna study '{study.study_name}': {len(trials)} trial(s), {len(complete)} complete, {failed} failed"
-    tags = {"optuna_n_trials": str(len(trials)), "optuna_n_complete": str(len(complete))}
+    pruned = sum(t.state == TrialState.PRUNED for t in trials)
+    head = (f"optuna study '{study.study_name}': {len(trials)} trial(s), {len(complete)} complete, "
+            f"{pruned} pruned, {failed} failed")
+    tags = {"optuna_n_trials": str(len(trials)), "optuna_n_complete": str(len(complete)),
+            "optuna_n_pruned": str(pruned), "optuna_n_failed": str(failed)}
     if not complete:
         return StudySummary(head + "; no complete trial yet", tags=tags)
     if len(study.directions) == 1:
         best = study.best_trial
         shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in best.params.items())
         tags["optuna_best_trial"] = str(best.number)
-        return StudySummary(f"{head}\n  best {objectives[0]} = {best.value:.4g} (trial {best.number}): {shown}",
-                            {f"best.{k}": v for k, v in best.params.items()},
+        text = f"{head}\n  best {objectives[0]} = {best.value:.4g} (trial {best.number}): {shown}"
+        verdict = untrained_verdict(objectives[0], best.number, best_metrics or {})
+        if verdict:
+            tags.update({VERDICT_TAG: verdict, "mlflow.note.content": verdict})
+            text += f"\n  ⇒ {verdict}"
+        return StudySummary(text, {f"best.{k}": v for k, v in best.params.items()},
                             {f"best/{objectives[0]}": float(best.value)}, tags)
     front = study.best_trials
     metrics = {}
@@ -60,12 +73,26 @@ def study_summary(study: optuna.Study, objectives: Sequence[str]) -> StudySummar
                         metrics=metrics, tags=tags)
 
 
+def untrained_verdict(objective: str, number: int, metrics: Mapping[str, float]) -> str:
+    """A plain sentence when the best trial's anticorrelation is below its own untrained model's:
+    maximising it then rewards training that changed the attention least, not learnt sensitivity."""
+    gain = metrics.get(ALIGN_TRAINING_GAIN, math.nan)
+    if objective != ALIGN_ANTICORRELATION or not gain < 0:
+        return ""
+    trained = metrics.get(ALIGN_ANTICORRELATION, math.nan)
+    return (f"the best trial ({number}) anticorrelates less after training than its own untrained model "
+            f"({trained:.3f} trained, {trained - gain:.3f} untrained): maximising {objective} here rewards "
+            f"training that changes the attention least; search {ALIGN_TRAINING_GAIN} (search=optuna_gain) for "
+            "what training adds")
+
+
 def study_figures(study: optuna.Study, objectives: Sequence[str], out_dir: Path) -> list[Path]:
     """Optuna's matplotlib plots of the study as PNGs; a plot optuna cannot draw yet is skipped."""
     import matplotlib.pyplot as plt
     from optuna.visualization import matplotlib as plots
 
     matplotlib.use("Agg")
+    logging.getLogger("matplotlib.category").setLevel(logging.WARNING)  # choice(20, 3000) is categorical on purpose
     multi = len(study.directions) > 1
     target: Optional[Callable[[Any], float]] = (lambda t: t.values[0]) if multi else None
     named = {"target": target, "target_name": objectives[0]}
@@ -124,6 +151,8 @@ class ParentRun:
         if self.run_id is None:
             return
         self._log(params=summary.params, metrics=summary.metrics, tags=summary.tags)
+        if not any(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False)):
+            return  # optuna's plots need complete trials
         with tempfile.TemporaryDirectory() as tmp:
             for path in study_figures(study, objectives, Path(tmp)):
                 self.client.log_artifact(self.run_id, str(path), artifact_path="figures")
@@ -149,6 +178,16 @@ class ParentRun:
                 trial.set_user_attr(RUN_ID_ATTR, run_id)
                 found[trial.number] = run_id
         return found
+
+    def best_metrics(self, study: optuna.Study) -> dict[str, float]:
+        """The final metrics of the best trial's run (single objective; empty when it has none)."""
+        if self.client is None or len(study.directions) > 1:
+            return {}
+        try:
+            run_id = study.best_trial.user_attrs.get(RUN_ID_ATTR)
+        except ValueError:  # no complete trial
+            return {}
+        return dict(self.client.get_run(run_id).data.metrics) if run_id else {}
 
     def _log(self, params: Optional[Mapping[str, Any]] = None, metrics: Optional[Mapping[str, float]] = None,
              tags: Optional[Mapping[str, str]] = None) -> None:

@@ -6,7 +6,7 @@ freshly seeded sampler for every trial. (No `from __future__ import annotations`
 module before registering it in `sys.modules`, where dataclasses look string annotations up.)
 """
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
 
@@ -30,8 +30,10 @@ class OptunaSweeperConf:
     # Study-wide goal: stop once the study holds this many COMPLETE trials, counting every worker
     # and every earlier invocation (null: no goal, n_trials alone decides). Both set: whichever first.
     target_complete: Optional[int] = None
-    # Trials asked at once and launched as one batch through the Hydra launcher.
+    # Trials run at once (> 1 needs a parallel launcher: joblib, submitit_local or slurm).
     n_jobs: int = 1
+    # async: a new trial starts as soon as any running one ends; batch: ask n_jobs, wait for all.
+    slots: str = "async"
     # Any optuna sampler; a `seed` is mixed with each trial's number so resumed and parallel runs differ.
     sampler: Dict[str, Any] = field(
         default_factory=lambda: {"_target_": "optuna.samplers.TPESampler", "seed": 0})
@@ -44,6 +46,17 @@ class OptunaSweeperConf:
     grace_period: Optional[int] = None
     # Times a dead worker's trial is queued again with the same params (null: no limit).
     max_retry: Optional[int] = 3
+    # Any optuna pruner as a `_target_` mapping, e.g. {_target_: optuna.pruners.MedianPruner}
+    # (null: no pruning). Each job reports `monitor` to its trial as training goes and stops when
+    # this pruner, rebuilt in the job, says so. Needs a storage; single-objective studies only.
+    pruner: Any = None  # typed Any: a mapping given on the command line replaces null
+    # The metric reported to the pruner, one logged during training (null: the objective).
+    monitor: Optional[str] = None
+    # Trials run first, once per study: a list of {param: value} mappings inside the search space.
+    enqueue: List[Dict[str, Any]] = field(default_factory=list)
+    # Seconds a trial may run (null: no limit); past it the job stops at its next training step,
+    # the trial is FAIL ("timeout after N s") and its run KILLED, and the study goes on.
+    trial_timeout: Optional[float] = None
     # Search space in Hydra's sweep syntax: interval(...), choice(...), range(...), tag(log, ...).
     params: Dict[str, Any] = field(default_factory=dict)
 

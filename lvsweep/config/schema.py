@@ -275,6 +275,9 @@ class TrackingConfig:
     run_name: Optional[str] = None
     # Extra tags for the run (a sweeper adds e.g. its trial number here).
     tags: Dict[str, str] = field(default_factory=dict)
+    # Set by the Optuna sweeper, never by hand: the trial this job runs (storage, study, number,
+    # pruner, monitor, timeout). Kept out of the run's params and config.yaml.
+    trial: Dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

@@ -66,18 +66,19 @@ class MlflowSweepCallback(Callback):
         ACTIVE[:] = [self]
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        from lvsweep.tracking.runs import PARENT_RUN_ENV, child_runs
+        from lvsweep.tracking.runs import PARENT_RUN_ENV, child_runs, resolve_uri, ui_link
 
         if self.parent is None:
             return
         self.close_lost("FAILED", all_jobs_returned=True)
         children = child_runs(self.parent.client, self.experiment_id, self.parent.run_id)
         mark_swept(self.parent.client, self.parent.run_id, children)
-        failed = [r.info.run_name for r in children if r.info.status != "FINISHED"]
+        failed = [r.info.run_name for r in children if r.info.status != "FINISHED" and not was_pruned(r)]
         FAILED_JOBS[:] = failed
         scores = [r.data.metrics.get(ALIGN_ANTICORRELATION, math.nan) for r in children]
         finite = [s for s in scores if math.isfinite(s)]
-        summary = {"sweep/jobs": len(children), "sweep/failed": len(failed)}
+        summary = {"sweep/jobs": len(children), "sweep/failed": len(failed),
+                   "sweep/pruned": sum(map(was_pruned, children))}
         if finite:
             summary["sweep/best_anticorrelation"] = max(finite)
         self.parent.log_metrics(summary, 0)
@@ -85,6 +86,9 @@ class MlflowSweepCallback(Callback):
         os.environ.pop(PARENT_RUN_ENV, None)
         ACTIVE.clear()
         print(format_table(children, self.parent.run_id))
+        uri = resolve_uri(config.tracking.uri)
+        print(f"  browse with: mlflow ui --backend-store-uri {uri}\n"
+              f"    then open {ui_link(self.experiment_id)}  (the sweep's runs fold under {self.parent.run_id[:8]})")
 
 
     def close_lost(self, status: str, all_jobs_returned: bool, own_reason: Optional[str] = None) -> None:
@@ -104,6 +108,13 @@ def close_gone_jobs() -> None:
     call once a batch of jobs is back."""
     if ACTIVE:
         ACTIVE[0].close_lost("FAILED", all_jobs_returned=False)
+
+
+def was_pruned(run: Any) -> bool:
+    """A run its study's pruner stopped: KILLED on purpose, not a failure of the sweep."""
+    from lvsweep.trial import PRUNED_TAG
+
+    return PRUNED_TAG in run.data.tags
 
 
 def mark_swept(client: Any, parent_run_id: str, children: list[Any]) -> list[str]:
@@ -169,6 +180,7 @@ def format_table(children: list[Any], parent_id: str) -> str:
              "input mse: the noisy input's own error)",
              f"  {'job':<{width}}  {'status':<8}" + "".join(f"  {h:>{w}}" for (h, _, _), w in zip(TABLE_COLUMNS, widths))]
     for r, row in zip(children, cells):
-        lines.append(f"  {r.info.run_name or '':<{width}}  {r.info.status:<8}"
+        status = "PRUNED" if was_pruned(r) else r.info.status
+        lines.append(f"  {r.info.run_name or '':<{width}}  {status:<8}"
                      + "".join(f"  {c:>{w}}" for c, w in zip(row, widths)))
     return "\n".join(lines)
