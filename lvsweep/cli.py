@@ -18,8 +18,16 @@ from omegaconf.errors import OmegaConfBaseException
 
 from lvsweep.errors import LvsweepError, exit_with_error
 
-# Schema class names (LvsweepConfig, TrainerConfig, ...) mean nothing to a user.
-INTERNAL_CLASS = re.compile(r"'?\b[A-Z][A-Za-z]*Config\b'?")
+# Schema class names (LvsweepConfig, TrainerConfig, OptunaSweeperConf, ...) mean nothing to a user.
+INTERNAL_CLASS = re.compile(r"'?\b[A-Z][A-Za-z]*Conf(?:ig)?\b'?")
+SWEEPER = "hydra.sweeper"
+SEARCH_SPACE = "hydra.sweeper.params"
+# What `hydra.sweeper.params` may be, and how to edit it, for errors Hydra raises on it.
+SEARCH_SPACE_EDITS = ("the search space is a mapping of config keys to sweep expressions: "
+                      "hydra.sweeper.params.KEY=SPEC sets one, ~hydra.sweeper.params.KEY removes one, "
+                      "hydra.sweeper.params={KEY: SPEC, ...} replaces all, ~hydra.sweeper.params removes all")
+# Hydra's refusal of a sweep over one of its own settings; group 1 is the override as given.
+HYDRA_SWEEP = re.compile(r"Sweeping over Hydra's configuration is not supported\s*:\s*'(.*)'")
 
 # `noise=<number or numeric sweep>` sets the level; `noise=<name>` still selects the noise kind.
 SHORTHANDS = {"noise": "noise.level"}
@@ -64,6 +72,9 @@ def one_line(exc: BaseException) -> str:
         if isinstance(inner, LvsweepError):
             return str(inner)
         inner = inner.__cause__
+    swept = HYDRA_SWEEP.search(str(exc))
+    if swept:
+        return hydra_sweep_line(swept.group(1))
     if isinstance(exc, MissingConfigException):
         group, _, name = (exc.missing_cfg_file or "").rpartition("/")
         return f"{group or 'config'}: unknown option '{name}'; allowed: {_options(exc.options)}"
@@ -80,12 +91,47 @@ def omegaconf_line(error: OmegaConfBaseException) -> str:
 
     key = getattr(error, "full_key", None) or "config"
     parent = getattr(error, "parent_node", None)
+    if key == SEARCH_SPACE or key.startswith(f"{SEARCH_SPACE}."):
+        return search_space_line(key, error)
+    if "does not support deletion" in str(error):
+        return f"{key}: cannot be removed, only set to another value" + (
+            " (null where the setting allows it)" if key.startswith(f"{SWEEPER}.") else "")
     if isinstance(error, (ConfigKeyError, ConfigAttributeError)) and parent is not None and hasattr(parent, "keys"):
         from lvsweep.config.keys import unknown_key_problem
 
         return f"{key}: {unknown_key_problem(key, [str(k) for k in parent.keys() if k != 'hydra' and not str(k).startswith('_')])}"
     msg = " ".join(str(error).splitlines()[0].split())
     return f"{key}: {INTERNAL_CLASS.sub('the config', msg)}"
+
+
+def search_space_line(key: str, error: OmegaConfBaseException) -> str:
+    """An error Hydra raised on the search space, said with what the search space may be: the
+    generic unknown-key hint would offer `hydra.sweeper.params.trainer.model.lr` for a new
+    `trainer.epochs`, the type error names the schema's type."""
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError
+
+    first = " ".join(str(error).splitlines()[0].split())
+    if "does not support deletion" in first:
+        problem = "cannot be removed this way"
+    elif "'None'" in first:  # Hydra's basic sweeper: its params are strings, a removed one is null
+        return (f"{key}: the basic sweeper's params cannot be removed one at a time; "
+                f"replace all with hydra.sweeper.params={{KEY: SPEC, ...}}")
+    elif isinstance(error, (ConfigKeyError, ConfigAttributeError)):
+        problem = "cannot be set this way"
+    else:
+        problem = INTERNAL_CLASS.sub("the config", first).replace("Dict[str, Any]", "a mapping")
+    return f"{key}: {problem}; {SEARCH_SPACE_EDITS}"
+
+
+def hydra_sweep_line(line: str) -> str:
+    """Hydra refuses a sweep as the value of any of its own settings: say which one, and how the
+    search space takes a sweep."""
+    key = line.partition("=")[0].lstrip("~+")
+    if key == SEARCH_SPACE or key.startswith(f"{SEARCH_SPACE}."):
+        return f"{key}: cannot take '{line.partition('=')[2]}' here; {SEARCH_SPACE_EDITS}"
+    where = " (a sweep goes in the search space: hydra.sweeper.params, or as an override of the task)" \
+        if key.startswith(f"{SWEEPER}.") else ""
+    return f"{key}: Hydra's own settings take one value, not a sweep{where}"
 
 
 def close_open_sweep(status: str, error: BaseException | None = None) -> None:
@@ -139,7 +185,9 @@ def run_command() -> None:
     from lvsweep import interrupts
 
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")
-    sys.argv = [sys.argv[0], *expand_shorthands(sys.argv[1:])]
+    from hydra_plugins.lvsweep_optuna_sweeper._edits import search_space_edits
+
+    sys.argv = [sys.argv[0], *search_space_edits(expand_shorthands(sys.argv[1:]))]
     from lvsweep.app import task  # heavy imports after argument handling
     from lvsweep.tracking.sweeps import ACTIVE, FAILED_JOBS, SweepAborted
 

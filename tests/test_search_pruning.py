@@ -13,13 +13,12 @@ import signal
 import optuna
 import pytest
 from optuna.trial import TrialState
-from sqlalchemy.exc import OperationalError
 
 from hydra_plugins.lvsweep_optuna_sweeper._study import StudySweeper
 from hydra_plugins.lvsweep_optuna_sweeper.lvsweep_optuna_sweeper import check_settings
 from lvsweep.errors import LvsweepError
 from helpers.cli import finish_cli, run_cli, start_cli
-from helpers.store import all_runs, client_for, load_study, parents_and_children, wait_until
+from helpers.store import all_runs, client_for, live_trials, load_study, parents_and_children, wait_until
 from test_optuna_sweeper import sweep_config
 
 OBJECTIVE = "align/anticorrelation"
@@ -88,16 +87,9 @@ def test_a_slot_is_refilled_while_a_long_trial_runs_and_sigterm_closes_every_run
                      "hydra.sweeper.n_jobs=2", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
                      f"trainer.epochs=choice({SHORT}, {ENDLESS})", "trainer.align_every=choice(20)",
                      enqueue((ENDLESS, 20), (SHORT, 20), (SHORT, 20)), *FAST)
-    storage = f"sqlite:///{tmp_path}/mlruns/optuna.db"
-
-    def third_trial_asked():
-        if not (tmp_path / "mlruns" / "optuna.db").exists():  # opening it would create it, racing the CLI
-            return None
-        try:
-            trials = optuna.load_study(study_name="a", storage=storage).get_trials(deepcopy=False)
-        except (KeyError, OperationalError):  # the study or its tables are not there yet
-            return None
-        return trials if len(trials) == 3 else None
+    def third_trial_asked() -> list:
+        trials = live_trials(tmp_path, "a")
+        return trials if len(trials) == 3 else []
 
     trials = wait_until(third_trial_asked, proc, "trial 2 asked")
     assert trials[0].state == TrialState.RUNNING and trials[1].state == TrialState.COMPLETE
@@ -151,3 +143,23 @@ def test_warm_start_points_are_queued_once_per_study(tmp_path):
     assert sweeper._enqueue(study) == 0  # rerunning the command does not queue them again
     trial = study.ask()
     assert trial.suggest_float("noise.level", 0, 4) == 1.0
+
+
+@pytest.mark.slow
+def test_two_submitit_workers_prune_their_trials_of_one_study(tmp_path):
+    """submitit's local executor, two slots: each trial a process of its own reporting to the study."""
+    proc = run_cli(tmp_path, "-m", "search=optuna", "hydra.sweeper.study_name=sub", "hydra.sweeper.n_trials=4",
+                   "hydra.sweeper.n_jobs=2", "hydra/launcher=submitit_local", PRUNE_ALL,
+                   f"trainer.epochs=choice({SHORT}, {LONG})", "trainer.align_every=20",
+                   "hydra.sweeper.enqueue=[" + ", ".join(f"{{trainer.epochs: {e}}}" for e in (LONG, SHORT, LONG, SHORT)) + "]",
+                   *FAST)
+    assert proc.returncode == 0, proc.stderr
+    trials = load_study(tmp_path, "sub").get_trials()
+    assert [t.state for t in trials] == [TrialState.PRUNED, TrialState.COMPLETE] * 2
+    _, children = parents_and_children(tmp_path)
+    pids = {r.data.tags["lvsweep.pid"] for r in children}
+    assert len(pids) == 4  # every trial ran in a process of its own
+    for run in children:
+        pruned = trials[int(run.data.tags["optuna_trial"])].state == TrialState.PRUNED
+        assert run.info.status == ("KILLED" if pruned else "FINISHED")
+        assert (run.data.tags.get("lvsweep.pruned_at_step") == "100") == pruned

@@ -224,3 +224,25 @@ def test_a_study_run_by_a_job_array_of_workers_loses_and_doubles_no_trial(slurm_
             server.stop()
     finally:
         pg.stop()
+
+
+@pytest.mark.slow
+def test_a_study_on_the_cluster_prunes_inside_its_jobs(slurm_cluster: SlurmCluster, tmp_path):
+    """Two slots, each trial a SLURM job that reports to its trial in the study's database: the
+    400-epoch trial is pruned at step 100 inside its job, the 40-epoch trial never reaches it."""
+    pruner = "hydra.sweeper.pruner={_target_: optuna.pruners.ThresholdPruner, lower: 2.0, n_warmup_steps: 100}"
+    proc = start_sweep(slurm_cluster, tmp_path, "search=optuna", "hydra.sweeper.study_name=pr", "hydra.sweeper.n_trials=2",
+                       "hydra.sweeper.n_jobs=2", pruner, "trainer.epochs=choice(40, 400)", "trainer.align_every=20",
+                       "hydra.sweeper.enqueue=[{trainer.epochs: 400}, {trainer.epochs: 40}]")
+    out, err = finish_cli(proc)
+    assert proc.returncode == 0, err[-3000:]
+    trials = optuna.load_study(study_name="pr", storage=f"sqlite:///{tmp_path}/mlruns/optuna.db").get_trials()
+    assert [t.state for t in trials] == [TrialState.PRUNED, TrialState.COMPLETE]
+    assert max(trials[0].intermediate_values) == 100
+    runs = {int(r.data.tags["optuna_trial"]): r for r in child_runs(tmp_path)}
+    assert runs[0].info.status == "KILLED" and runs[0].data.tags["lvsweep.pruned_at_step"] == "100"
+    assert runs[1].info.status == "FINISHED"
+    jobs = [runs[n].data.tags[JOB_TAG] for n in (0, 1)]
+    assert jobs[0] != jobs[1]  # one job per slot
+    assert {slurm_cluster.wait_for_state(j, {"COMPLETED"}) for j in jobs} == {"COMPLETED"}  # a pruned job ends normally
+    assert "PRUNED at step 100" in out

@@ -3,7 +3,6 @@ turned back into override text that parses to the same value."""
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
@@ -13,10 +12,14 @@ from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, Overrid
 from hydra.errors import HydraException
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
+from hydra_plugins.lvsweep_optuna_sweeper._edits import format_value
 from lvsweep.errors import LvsweepError
 
 TAGS = {"interval": {"log", "int"}, "range": {"log"}, "choice": set()}
-PLAIN_STRING = re.compile(r"[A-Za-z_][\w\-./]*")
+# What to tell a user whose search space is empty.
+NOTHING_TO_SEARCH = ("nothing to search: no param is searched; give one on the command line, e.g. "
+                     "'model.lr=interval(1e-4, 1e-1)', or in hydra.sweeper.params, e.g. "
+                     "'hydra.sweeper.params={model.lr: tag(log, interval(1e-4, 1e-1))}'")
 
 
 @dataclass
@@ -72,17 +75,43 @@ def to_distribution(key: str, sweep: Any) -> BaseDistribution:
         raise LvsweepError(where, str(exc)) from exc
 
 
+def flatten_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """`params` as one level of dotted names, in order. Hydra splits a dotted key given on the
+    command line (`hydra.sweeper.params.trainer.epochs=...`) into nested mappings while a config
+    file may write `trainer.epochs:` as one key; both name the param `trainer.epochs`, and a later
+    entry of a name replaces an earlier one. A null value means "not searched": it removes the
+    entries of that name and under it so far (a YAML file extending a preset, or
+    `~hydra.sweeper.params.model.lr`, has no other way to take a param out)."""
+    flat: dict[str, Any] = {}
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            for inner, item in flatten_params(value, f"{name}.").items():
+                flat.pop(inner, None)
+                flat[inner] = item
+        elif value is None:
+            for known in [k for k in flat if k == name or k.startswith(f"{name}.")]:
+                del flat[known]
+        else:
+            flat.pop(name, None)
+            flat[name] = value
+    return flat
+
+
 def parse_search_space(params: Mapping[str, Any], arguments: Sequence[str]) -> SearchSpace:
-    """Config `params` first, then command-line overrides: a sweep there joins the search space."""
+    """Config `params` first, then command-line overrides: a sweep there joins the search space.
+    A space with nothing to search is refused: every trial would run the same config."""
     parser = OverridesParser.create()
     space = SearchSpace()
-    for line in [*(f"{key}={value}" for key, value in params.items()), *arguments]:
+    for line in [*(f"{key}={value}" for key, value in flatten_params(params).items()), *arguments]:
         try:
             override = parser.parse_override(line)
         except HydraException as exc:  # the parser raises it for any syntax error
             key = line.partition("=")[0]
             raise LvsweepError(f"hydra.sweeper.params.{key}", " ".join(str(exc).split())) from exc
         add_override(space, override)
+    if not space.distributions:
+        raise LvsweepError("hydra.sweeper.params", NOTHING_TO_SEARCH)
     return space
 
 
@@ -97,20 +126,6 @@ def add_override(space: SearchSpace, override: Override) -> None:
         space.override_keys[name] = prefix + name
     else:
         space.fixed[name] = override.input_line
-
-
-def format_value(value: Any) -> str:
-    """A sampled value as Hydra override text that parses back to the same value."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, (int, float)):
-        return repr(value)
-    text = str(value)
-    if PLAIN_STRING.fullmatch(text) and text.lower() not in ("true", "false", "null", "nan", "inf"):
-        return text
-    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def suggest(trial: optuna.Trial, name: str, dist: BaseDistribution) -> Any:

@@ -8,6 +8,7 @@ run is closed from the accounting if the job could not close it, and the sweep g
 """
 from __future__ import annotations
 
+import logging
 import math
 import time
 from pathlib import Path
@@ -21,6 +22,9 @@ from omegaconf import OmegaConf
 
 EXECUTOR_SETTINGS = {"max_num_timeout"}  # settings the executor takes when it is made, not per job
 POLL_S = 15.0  # sacct is asked at least this often while a sweep waits
+# Launch lines go through logging as Hydra's own launchers' do: on the terminal in a plain
+# multirun, in the sweep's sweeper.log during a study.
+log = logging.getLogger(__name__)
 
 
 def wait_for(job: Any) -> None:
@@ -52,12 +56,12 @@ class SlurmLauncher(UpstreamSlurmLauncher):
         Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
         numbers = [initial_job_idx + i for i in range(len(job_overrides))]
         for number, overrides in zip(numbers, job_overrides):
-            print(f"  job {number}: {' '.join(filter_overrides(overrides))}")
+            log.info(f"job {number}: {' '.join(filter_overrides(overrides))}")
         state = Singleton.get_state()
         jobs = executor.map_array(self, [list(o) for o in job_overrides], ["hydra.sweep.dir"] * len(numbers),
                                   numbers, [f"job_id_for_{n}" for n in numbers], [state] * len(numbers))
-        print(f"  submitted as SLURM job array {jobs[0].job_id.partition('_')[0]} "
-              f"({len(jobs)} job(s)); waiting for them")
+        log.info(f"submitted as SLURM job array {jobs[0].job_id.partition('_')[0]} "
+                 f"({len(jobs)} job(s)); waiting for them")
         returns = [self._collect(job, number, overrides) for job, number, overrides in zip(jobs, numbers, job_overrides)]
         from lvsweep.tracking.sweeps import close_gone_jobs
 

@@ -68,6 +68,19 @@ def load_study(cwd: Path, name: str) -> optuna.Study:
     return optuna.load_study(study_name=name, storage=f"sqlite:///{cwd}/mlruns/optuna.db")
 
 
+def live_trials(cwd: Path, name: str) -> list:
+    """The trials of a study a CLI in `cwd` is running, or none while its database or the study
+    does not exist yet; read under the lock the CLI holds while it creates the database."""
+    db = cwd / "mlruns" / "optuna.db"
+    if not db.exists():  # opening it would create it, racing the CLI
+        return []
+    with creation_lock(f"sqlite:///{db}"):
+        try:
+            return optuna.load_study(study_name=name, storage=f"sqlite:///{db}").get_trials(deepcopy=False)
+        except KeyError:  # the study is not created yet
+            return []
+
+
 def wait_until(condition: Callable[[], T], proc: Optional[subprocess.Popen], what: str) -> T:
     """Poll `condition` until it returns something truthy, and return that. A CLI that exits first
     fails the test at once with its stderr, rather than leaving it to wait for the limit."""
