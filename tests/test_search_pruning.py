@@ -15,8 +15,10 @@ import pytest
 from optuna.trial import TrialState
 
 from hydra_plugins.lvsweep_optuna_sweeper._study import StudySweeper
+from hydra_plugins.lvsweep_optuna_sweeper._tracking import untrained_verdict
 from hydra_plugins.lvsweep_optuna_sweeper.lvsweep_optuna_sweeper import check_settings
 from lvsweep.errors import LvsweepError
+from lvsweep.tracking.report import write_report
 from helpers.cli import finish_cli, run_cli, start_cli
 from helpers.store import all_runs, client_for, live_trials, load_study, parents_and_children, wait_until
 from test_optuna_sweeper import sweep_config
@@ -62,7 +64,7 @@ def test_pruned_timed_out_and_complete_trials_are_told_apart(tmp_path):
     runs = {int(r.data.tags["optuna_trial"]): r for r in children}
     client = client_for(tmp_path)
     assert runs[0].info.status == "KILLED" and runs[0].data.tags["lvsweep.error"] == f"timeout after {timeout} s"
-    assert client.get_metric_history(runs[0].info.run_id, "train/loss")  # what it logged before the limit is kept
+    assert "dynamics/max_lyapunov" in runs[0].data.metrics  # what it logged before the limit is kept
     assert runs[2].info.status == "KILLED" and runs[2].data.tags["lvsweep.pruned_at_step"] == "100"
     history = client.get_metric_history(runs[2].info.run_id, OBJECTIVE)
     assert max(m.step for m in history) == 100
@@ -71,28 +73,33 @@ def test_pruned_timed_out_and_complete_trials_are_told_apart(tmp_path):
     config = client.download_artifacts(runs[1].info.run_id, "config.yaml", str(tmp_path))
     assert "optuna.pruners" not in open(config).read()  # nor part of the recorded config
     (parent,) = parents
+    learnt = runs[1].data.metrics["align/training_gain"] >= 0  # the best (only complete) trial
+    assert ("lvsweep.verdict" in parent.data.tags) == (not learnt)
     assert parent.data.tags["optuna_n_pruned"] == "1" and parent.data.tags["optuna_n_failed"] == "1"
     assert parent.data.metrics["sweep/pruned"] == 1 and parent.data.metrics["sweep/failed"] == 1
     table = out[out.index("sweep parent run"):]
     assert re.search(r"trial_2 .* PRUNED ", table) and re.search(r"trial_0 .*KILLED", table)
     assert "browse with: mlflow ui" in table  # a study ends with its link, as a single run does
     assert proc.stderr.strip().splitlines()[-1].startswith("lvsweep: 1 job(s) failed: trial_0 ")
+    report = write_report(client, parent, tmp_path / "report")[0].read_text()
+    assert re.search(r"Not in the table: 1 pruned by the study's pruner \(trial_2 [^)]*\); 1 not FINISHED \(trial_0 ", report)
 
 
 def test_a_slot_is_refilled_while_a_long_trial_runs_and_sigterm_closes_every_run(tmp_path):
-    """Two asynchronous slots on joblib: the endless trial 0 holds one, the short trials pass
-    through the other, so trial 2 is asked while trial 0 still runs (a batch would wait for it).
-    Then SIGTERM to the sweeper alone: every running trial is FAIL and every run is closed."""
+    """Two asynchronous slots on joblib: the endless trial 0 holds one, trial 1 passes through the
+    other (pruned at step 100 inside its worker), so trial 2 is asked while trial 0 still runs (a
+    batch would wait for it). Then SIGTERM to the sweeper alone: every running trial is FAIL and
+    every run is closed."""
     proc = start_cli(tmp_path, "-m", "search=optuna", "hydra.sweeper.study_name=a", "hydra.sweeper.n_trials=3",
-                     "hydra.sweeper.n_jobs=2", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
-                     f"trainer.epochs=choice({SHORT}, {ENDLESS})", "trainer.align_every=choice(20)",
-                     enqueue((ENDLESS, 20), (SHORT, 20), (SHORT, 20)), *FAST)
-    def third_trial_asked() -> list:
+                     "hydra.sweeper.n_jobs=2", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", PRUNE_ALL,
+                     f"trainer.epochs=choice({SHORT}, {LONG}, {ENDLESS})", f"trainer.align_every=choice(20, {NO_REPORTS})",
+                     enqueue((ENDLESS, NO_REPORTS), (LONG, 20), (SHORT, 20)), *FAST)
+    def third_trial_asked() -> list:  # the three are queued (WAITING) from the start
         trials = live_trials(tmp_path, "a")
-        return trials if len(trials) == 3 else []
+        return trials if len(trials) == 3 and trials[2].state != TrialState.WAITING else []
 
     trials = wait_until(third_trial_asked, proc, "trial 2 asked")
-    assert trials[0].state == TrialState.RUNNING and trials[1].state == TrialState.COMPLETE
+    assert trials[0].state == TrialState.RUNNING and trials[1].state == TrialState.PRUNED  # pruned in a joblib worker
     wait_until(lambda: all_runs(tmp_path, "tags.optuna_trial = '0' and attributes.status = 'RUNNING'"), proc,
                "trial 0's run")
     proc.send_signal(signal.SIGTERM)
@@ -101,7 +108,7 @@ def test_a_slot_is_refilled_while_a_long_trial_runs_and_sigterm_closes_every_run
     assert err.strip().splitlines()[-1] == "lvsweep: terminated"
     trials = load_study(tmp_path, "a").get_trials()
     assert trials[0].state == TrialState.FAIL and trials[0].user_attrs["lvsweep.failure"].startswith("terminated")
-    assert trials[1].state == TrialState.COMPLETE
+    assert trials[1].state == TrialState.PRUNED and max(trials[1].intermediate_values) == 100
     assert not all_runs(tmp_path, "attributes.status = 'RUNNING'")  # nothing left open, parent included
     (run0,) = all_runs(tmp_path, "tags.optuna_trial = '0'")
     assert run0.info.status == "KILLED"
@@ -163,3 +170,12 @@ def test_two_submitit_workers_prune_their_trials_of_one_study(tmp_path):
         pruned = trials[int(run.data.tags["optuna_trial"])].state == TrialState.PRUNED
         assert run.info.status == ("KILLED" if pruned else "FINISHED")
         assert (run.data.tags.get("lvsweep.pruned_at_step") == "100") == pruned
+
+
+def test_a_study_says_when_its_best_trial_anticorrelates_less_than_untrained():
+    worse = {"align/anticorrelation": 0.40, "align/training_gain": -0.35}
+    sentence = untrained_verdict(OBJECTIVE, 3, worse)
+    assert "best trial (3) anticorrelates less after training than its own untrained model" in sentence
+    assert "(0.400 trained, 0.750 untrained)" in sentence and "align/training_gain" in sentence
+    assert untrained_verdict(OBJECTIVE, 3, {**worse, "align/training_gain": 0.1}) == ""  # training added to it
+    assert untrained_verdict("align/training_gain", 3, worse) == ""  # that objective already measures it

@@ -127,6 +127,19 @@ def group_runs(runs: Sequence[Any], factors: Sequence[str],
     return [groups[k] for k in sorted(groups, key=lambda k: [_order(v) for v in k])]
 
 
+def left_out(runs: list[Any]) -> str:
+    """The sentence naming the runs not in the table: pruned trials (stopped early on purpose by
+    their study's pruner) apart from runs that failed or were stopped."""
+    from lvsweep.tracking.sweeps import was_pruned
+
+    out = [r for r in runs if r.info.status != "FINISHED"]
+    pruned = [r.info.run_name or r.info.run_id for r in out if was_pruned(r)]
+    failed = [r.info.run_name or r.info.run_id for r in out if not was_pruned(r)]
+    parts = ([f"{len(pruned)} pruned by the study's pruner ({', '.join(pruned)})"] if pruned else []) + \
+            ([f"{len(failed)} not FINISHED ({', '.join(failed)})"] if failed else [])
+    return f"Not in the table: {'; '.join(parts)}." if parts else ""
+
+
 def write_report(client: Any, parent: Any, out_dir: Path) -> list[Path]:
     from lvsweep.tracking.report_plot import alignment_by_group
     from lvsweep.tracking.runs import child_runs
@@ -144,11 +157,11 @@ def write_report(client: Any, parent: Any, out_dir: Path) -> list[Path]:
                 if NOISE in factors else None)
     plot = alignment_by_group(out_dir / "alignment.png", factors, [g.params for g in groups],
                                       [g.row() for g in groups], NOISE, x_values)
-    failed = [r.info.run_name or r.info.run_id for r in runs if r.info.status != "FINISHED"]
+    missing = left_out(runs)
     md = out_dir / "report.md"
-    md.write_text(markdown(parent, factors, groups, failed, plot.name, list(bins)))
+    md.write_text(markdown(parent, factors, groups, missing, plot.name, list(bins)))
     page = out_dir / "report.html"
-    page.write_text(html_page(parent, factors, groups, failed, plot, list(bins)))
+    page.write_text(html_page(parent, factors, groups, missing, plot, list(bins)))
     paths = [md, write_csv(out_dir / "report.csv", factors, groups), plot, page]
     for path in paths:
         client.log_artifact(parent.info.run_id, str(path), artifact_path="report")

@@ -108,7 +108,7 @@ def _intro(parent: Any, factors: list[str], groups: list[Group], quote: str) -> 
             f"{', '.join(f'{quote}{f}{quote}' for f in factors) or 'nothing (no param varies)'}.")
 
 
-def markdown(parent: Any, factors: list[str], groups: list[Group], failed: list[str], plot: str,
+def markdown(parent: Any, factors: list[str], groups: list[Group], left_out: str, plot: str,
              binned: Sequence[str] = ()) -> str:
     head, rows = table(factors, groups)
     title, run_id, grouped = _intro(parent, factors, groups, "`")
@@ -117,12 +117,12 @@ def markdown(parent: Any, factors: list[str], groups: list[Group], failed: list[
              "| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     lines += ["| " + " | ".join(cells) + " |" for cells in rows]
     lines += ["", NOTE, "", f"![alignment]({plot})"]
-    if failed:
-        lines += ["", f"Not in the table (not FINISHED): {', '.join(failed)}."]
+    if left_out:
+        lines += ["", left_out]
     return "\n".join(lines) + "\n"
 
 
-def html_page(parent: Any, factors: list[str], groups: list[Group], failed: list[str], plot: Path,
+def html_page(parent: Any, factors: list[str], groups: list[Group], left_out: str, plot: Path,
               binned: Sequence[str] = ()) -> str:
     """The report as one self-contained HTML file, the plot embedded as a data URI. MLflow's
     artifact preview shows report.md's image link as text (it cannot fetch a relative image); an
@@ -135,7 +135,7 @@ def html_page(parent: Any, factors: list[str], groups: list[Group], failed: list
     image = base64.b64encode(plot.read_bytes()).decode("ascii")
     cells = "".join(f"<th>{escape(h)}</th>" for h in head)
     body = "".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in r) + "</tr>" for r in rows)
-    missing = f"<p>Not in the table (not FINISHED): {escape(', '.join(failed))}.</p>" if failed else ""
+    missing = f"<p>{escape(left_out)}</p>" if left_out else ""
     note = f"<p>{escape(binned_note(binned, ''))}</p>" if binned else ""
     return (f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{escape(title)}</title><style>'
             "body{font-family:sans-serif;margin:1em}table{border-collapse:collapse}"
