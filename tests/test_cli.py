@@ -179,7 +179,7 @@ def test_multirun_prints_one_line_per_job_and_an_aligned_fixed_decimal_table(noi
     job_lines = [line for line in out.splitlines() if line.startswith("  pearson ")]
     assert len(job_lines) == 2 and all("gain " in line and "(input " in line and "R² " in line for line in job_lines)
     assert "⇒" in job_lines[0] and "beats no baseline" in job_lines[0]
-    table = out[out.index("sweep parent run"):].splitlines()[1:]
+    table = out[out.index("sweep parent run"):out.index("  browse with: mlflow ui")].splitlines()[1:]
     header, rows = table[0], table[1:]
     assert len(rows) == 3
     for name in ("excess", "p", "gain", "input mse", "R²"):

@@ -158,7 +158,8 @@ def test_two_submitit_workers_prune_their_trials_of_one_study(tmp_path):
     proc = run_cli(tmp_path, "-m", "search=optuna", "hydra.sweeper.study_name=sub", "hydra.sweeper.n_trials=4",
                    "hydra.sweeper.n_jobs=2", "hydra/launcher=submitit_local", PRUNE_ALL,
                    f"trainer.epochs=choice({SHORT}, {LONG})", "trainer.align_every=20",
-                   "hydra.sweeper.enqueue=[" + ", ".join(f"{{trainer.epochs: {e}}}" for e in (LONG, SHORT, LONG, SHORT)) + "]",
+                   "hydra.sweeper.enqueue=[" + ", ".join(f"{{trainer.epochs: {e}, noise.level: {level}}}" for e, level in
+                                                         ((LONG, 1.0), (SHORT, 1.0), (LONG, 2.0), (SHORT, 2.0))) + "]",
                    *FAST)
     assert proc.returncode == 0, proc.stderr
     trials = load_study(tmp_path, "sub").get_trials()

@@ -251,8 +251,9 @@ class StudySweeper:
         tracker = ParentRun.find(self.config)
         tracker.describe(study, self.storage_url, self.sampler_cfg)
         recover(study, self.storage_url, tracker.client, tracker.experiment_id)
+        so_far = len(study.get_trials(deepcopy=False))
         queued = self._enqueue(study)
-        print(f"optuna study '{study.study_name}': {len(study.trials)} trial(s) so far, {self._goal()}"
+        print(f"optuna study '{study.study_name}': {so_far} trial(s) so far, {self._goal()}"
               + (f"; {queued} enqueued first" if queued else ""))
         progress = Progress(self.n_trials if self.n_trials is not None else self.target_complete, self.objectives)
         sweep_dir = Path(str(self.config.hydra.sweep.dir)) if self.config is not None else Path.cwd()
