@@ -55,7 +55,7 @@ class Progress:
 
     def best(self, study: optuna.Study) -> str:
         if len(study.directions) > 1:
-            front = [t for t in study.best_trials] if self._any_complete(study) else []
+            front = study.best_trials if self._any_complete(study) else []
             return f"Pareto front {len(front)} trial(s)" if front else ""
         if not self._any_complete(study):
             return ""

@@ -28,6 +28,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from optuna.exceptions import ExperimentalWarning
 from optuna.trial import TrialState
 
+from hydra_plugins.lvsweep_optuna_sweeper._edits import value_text
 from hydra_plugins.lvsweep_optuna_sweeper._progress import Progress, launcher_log
 from hydra_plugins.lvsweep_optuna_sweeper._search_space import SearchSpace, format_value, parse_search_space, suggest
 from hydra_plugins.lvsweep_optuna_sweeper._storage import (FaultSettings, Heartbeat, absolute_storage, open_storage,
@@ -318,12 +319,12 @@ class StudySweeper:
                  f"++tracking.tags.{TRIAL_TAG}={trial.number}",
                  f"++tracking.tags.{STUDY_TAG}={format_value(study.study_name)}",
                  f"++tracking.tags.optuna_storage={format_value(label)}",
-                 f"tracking.run_name={format_value(trial_run_name(trial, space))}"]
+                 f"tracking.run_name={format_value(trial_run_name(trial))}"]
         if self.pruner_cfg is not None or self.trial_timeout is not None:
             link = {"storage": absolute_storage(str(self.storage_url)), "study": study.study_name, "number": trial.number,
                     "pruner": self.pruner_cfg, "monitor": self.monitor or self.objectives[0],
                     "timeout": self.trial_timeout}
-            lines.append(f"++tracking.trial={format_override(link)}")
+            lines.append(f"++tracking.trial={value_text(link)}")
         return lines
 
     def _run_batches(self, study: optuna.Study, space: SearchSpace, tracker: ParentRun, beat: Heartbeat,
@@ -447,15 +448,6 @@ class StudySweeper:
         return exhausted
 
 
-def format_override(value: Any) -> str:
-    """A value, mappings and lists included, as Hydra override text that parses back to it."""
-    if isinstance(value, Mapping):
-        return "{" + ", ".join(f"{k}: {format_override(v)}" for k, v in value.items()) + "}"
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(format_override(v) for v in value) + "]"
-    return format_value(value)
-
-
 def check_point(space: SearchSpace, params: Mapping[str, Any], where: str) -> None:
     """A warm-start point names searched params only, each with a value its distribution holds."""
     for name, value in params.items():
@@ -471,7 +463,7 @@ def check_point(space: SearchSpace, params: Mapping[str, Any], where: str) -> No
             raise LvsweepError(f"{where}.{name}", f"{value!r} is outside the search space {dist}")
 
 
-def trial_run_name(trial: optuna.Trial, space: SearchSpace) -> str:
+def trial_run_name(trial: optuna.Trial) -> str:
     """`trial_2 noise.level=2.25 model.lr=1.7e-4`: the run says which point it is, as a multirun's do."""
     shown = " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in trial.params.items())
     return f"trial_{trial.number} {shown}".strip()
