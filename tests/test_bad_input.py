@@ -8,14 +8,8 @@ each in its own directory with a copy of a store that already holds one FINISHED
 from __future__ import annotations
 
 import dataclasses
-import shutil
-import sqlite3
-import time
 import typing
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 import pytest
 
@@ -24,25 +18,10 @@ from lvsweep.config import validate
 from lvsweep.config.keys import MODEL_SCHEMAS
 from lvsweep.config.schema import LvsweepConfig, ModelConfig
 from lvsweep.errors import LvsweepError
-from helpers.cli import run_cli
 from helpers.overrides import QUICK
-from helpers.store import client_for
+from helpers.table import Row, check_rows, seed_store
 
 OPTUNA = ("-m", "search=optuna", "hydra.sweeper.n_trials=1", *QUICK)
-
-
-@dataclass(frozen=True)
-class Row:
-    args: tuple[str, ...]
-    field: str  # what the stderr line must start with after "lvsweep: error: "
-    exit: int = 2
-    expects_run: Optional[str] = None  # None: the store gains no run; else the status of one new run
-    says: str = ""  # a further substring the line must hold
-    module: str = "lvsweep"  # or "lvsweep.report"
-
-    @property
-    def name(self) -> str:
-        return f"{self.module} {' '.join(self.args)}"
 
 
 ROWS = [
@@ -112,76 +91,14 @@ ROWS = [
         expects_run="FAILED", says="mu=1e+06"),
     Row((*QUICK, "noise.level=1e300"), "train/loss", expects_run="FAILED"),
 ]
-INTERNAL_NAMES = ("Traceback", "LvsweepConfig", "TrainerConfig", "NoiseConfig", "SystemConfig", "ModelConfig",
-                  "OptunaSweeperConf", "powered by Hydra")
-
-
 @pytest.fixture(scope="module")
 def seeded_store(tmp_path_factory) -> Path:
-    """A store holding one FINISHED run, made with MLflow itself: what a user already recorded."""
-    cwd = tmp_path_factory.mktemp("seed")
-    (cwd / "mlruns").mkdir()
-    client = client_for(cwd)
-    run = client.create_run(client.create_experiment("lvsweep"), run_name="earlier")
-    client.log_param(run.info.run_id, "seed", "0")
-    client.set_terminated(run.info.run_id, "FINISHED")
-    return cwd / "mlruns"
-
-
-def store_runs(cwd: Path) -> list[tuple[str, str, str]]:
-    """(run id, status, lvsweep.error tag) of every run, read straight from the SQLite file."""
-    db = cwd / "mlruns" / "mlflow.db"
-    if not db.exists():
-        return []
-    with sqlite3.connect(db) as con:
-        return con.execute("SELECT r.run_uuid, r.status, COALESCE(t.value, '') FROM runs r LEFT JOIN tags t "
-                           "ON t.run_uuid = r.run_uuid AND t.key = 'lvsweep.error' ORDER BY r.start_time").fetchall()
-
-
-def check_row(row: Row, cwd: Path, before: list[tuple[str, str, str]]) -> list[str]:
-    """Run one row; the list of what is wrong with its outcome (empty: all as promised)."""
-    start = time.monotonic()
-    proc = run_cli(cwd, *row.args, module=row.module, timeout=240)
-    took = time.monotonic() - start
-    lines = proc.stderr.strip().splitlines()
-    problems = []
-    if proc.returncode != row.exit:
-        problems.append(f"exit {proc.returncode}, expected {row.exit}")
-    if len(lines) != 1:
-        problems.append(f"{len(lines)} stderr lines, expected 1")
-    elif not lines[0].startswith(f"lvsweep: error: {row.field}"):
-        problems.append(f"the line does not start with 'lvsweep: error: {row.field}'")
-    if row.says and row.says not in proc.stderr:
-        problems.append(f"the line does not say {row.says!r}")
-    problems += [f"stderr names {word!r}" for word in INTERNAL_NAMES if word in proc.stderr]
-    after = store_runs(cwd)
-    if after[:len(before)] != before:
-        problems.append(f"runs recorded before changed: {before} -> {after[:len(before)]}")
-    new = after[len(before):]
-    if row.expects_run is None and new:
-        problems.append(f"{len(new)} new run(s) in the store, expected none")
-    if row.expects_run is not None:
-        if len(new) != 1 or new[0][1] != row.expects_run:
-            problems.append(f"new runs {[(r[1]) for r in new]}, expected one {row.expects_run}")
-        elif row.field.split(":")[0] not in new[0][2]:
-            problems.append(f"the run's reason {new[0][2]!r} does not name {row.field.split(':')[0]}")
-    if problems:
-        problems.insert(0, f"[{row.name}] ({took:.1f} s) stderr={proc.stderr.strip()[-600:]!r}")
-    return problems
+    return seed_store(tmp_path_factory.mktemp("seed"))
 
 
 def test_every_bad_input_is_one_line_naming_the_field(seeded_store: Path, tmp_path: Path):
     assert len(ROWS) >= 30
-
-    def one(i_row: tuple[int, Row]) -> list[str]:
-        i, row = i_row
-        cwd = tmp_path / f"row{i}"
-        cwd.mkdir()
-        shutil.copytree(seeded_store, cwd / "mlruns")
-        return check_row(row, cwd, store_runs(cwd))
-
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        failures = [p for problems in pool.map(one, enumerate(ROWS)) if problems for p in problems]
+    failures = check_rows(ROWS, seeded_store, tmp_path)
     assert not failures, "\n".join(failures)
 
 

@@ -84,8 +84,12 @@ class Heartbeat:
         self._thread: Optional[threading.Thread] = None
 
     def add(self, trial: optuna.Trial) -> None:
+        """Beat for `trial` from now on, the first beat at once (as optuna's own heartbeat does): a
+        worker killed before the thread's next beat still leaves a trial that goes stale."""
         with self._lock:
             self._trial_ids.add(trial._trial_id)
+        if self.interval is not None:
+            self._record(trial._trial_id)
 
     def remove(self, trial: optuna.Trial) -> None:
         with self._lock:
@@ -104,18 +108,21 @@ class Heartbeat:
             self._thread.join()
 
     def _beat(self) -> None:
-        from lvsweep.tracking.stores import retry_locked
-
         while True:
             with self._lock:
                 trial_ids = sorted(self._trial_ids)
             for trial_id in trial_ids:
-                try:
-                    retry_locked(self.storage.record_heartbeat, trial_id)
-                except Exception as exc:  # a missed beat is not fatal; a run of them makes the trial stale
-                    print(f"  heartbeat for trial id {trial_id} missed: {type(exc).__name__}: {exc}", file=sys.stderr)
+                self._record(trial_id)
             if self._stop.wait(self.interval):
                 return
+
+    def _record(self, trial_id: int) -> None:
+        from lvsweep.tracking.stores import retry_locked
+
+        try:
+            retry_locked(self.storage.record_heartbeat, trial_id)
+        except Exception as exc:  # a missed beat is not fatal; a run of them makes the trial stale
+            print(f"  heartbeat for trial id {trial_id} missed: {type(exc).__name__}: {exc}", file=sys.stderr)
 
 
 def absolute_storage(storage: str) -> str:
