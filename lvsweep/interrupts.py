@@ -18,7 +18,10 @@ either), so `stop_reason()` says which signal it was on every path.
 """
 from __future__ import annotations
 
+import _thread
 import signal
+import sys
+import time
 from types import FrameType
 from typing import Optional
 
@@ -26,6 +29,9 @@ INTERRUPTED, TERMINATED = "interrupted", "terminated"
 EXIT_STATUS = {INTERRUPTED: 128 + signal.SIGINT, TERMINATED: 128 + signal.SIGTERM}  # the shell's convention
 
 _received: list[int] = []  # signals received by this process, in order
+_acting = False  # a stop has reached code that closes what is open (`note`): repeats are ignored
+_python_unraisable = sys.unraisablehook
+AGAIN_AFTER_S = 0.01  # a swallowed stop is sent again this long after (swallowed again, sent again)
 
 
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR2)  # USR2: a SLURM job that submitit requeues (`lvsweep.slurm`)
@@ -40,13 +46,40 @@ class Terminated(KeyboardInterrupt):
 
 
 def stop_on(signum: int) -> None:
-    """Record a stop signal and raise `Terminated`, once. A second signal (a scheduler repeating
-    itself, a requeue's own SIGTERM) must not cut short the cleanup that the first one started; a
-    SIGKILL follows anyway if the sender loses patience."""
-    first = not _received
+    """Record a stop signal and raise `Terminated`, until the stop reaches code that acts on it
+    (`note`). From then on a repeat (a scheduler repeating itself, a requeue's own SIGTERM) must
+    not cut short the cleanup that the first one started; a SIGKILL follows anyway if the sender
+    loses patience. Until then each signal raises again: a `Terminated` raised while Python ran a
+    garbage-collection or weakref callback is swallowed there (see `_unraisable`), and the next
+    signal must not be ignored as a repeat of one that nothing acted on."""
     _received.append(signum)
-    if first:
+    if not _acting:
         raise Terminated()
+
+
+def check() -> None:
+    """Raise `Terminated` if a stop signal was received and nothing acted on it yet: for the points
+    a job passes often (each metric it logs), so a stop lost on the way is still a stop."""
+    if terminated() and not _acting:
+        raise Terminated()
+
+
+def _unraisable(info: "sys.UnraisableHookArgs") -> None:
+    """Python cannot raise an exception out of a garbage-collection or weakref callback: it prints
+    "Exception ignored in ..." and goes on. A Ctrl-C or SIGTERM that landed there is sent again,
+    so its handler raises it where it can stop the command; anything else is Python's to print."""
+    if isinstance(info.exc_value, KeyboardInterrupt) and not _acting:
+        _thread.start_new_thread(_send_again, (signal.SIGTERM if terminated() else signal.SIGINT,))
+        return
+    _python_unraisable(info)
+
+
+def _send_again(signum: int) -> None:
+    """From a thread of its own, once the callback that swallowed the stop has returned: a signal
+    sent from the hook itself would be handled inside the hook, whose exceptions are swallowed too
+    (and a thread that the hook waited for could send it before the hook returned)."""
+    time.sleep(AGAIN_AFTER_S)
+    signal.raise_signal(signum)
 
 
 def _on_sigterm(signum: int, frame: Optional[FrameType]) -> None:
@@ -60,7 +93,10 @@ def _says_sigterm(exc: BaseException) -> bool:
 
 def note(exc: BaseException) -> None:
     """Record a SIGTERM that `exc`, or an exception it was raised from or while handling, stands for:
-    a SIGTERM that some other handler saw first still ends the process as "terminated"."""
+    a SIGTERM that some other handler saw first still ends the process as "terminated". Called by
+    the code that acts on a stop (closes runs, fails trials): from here on repeats are ignored."""
+    global _acting
+    _acting = True
     seen: set[int] = set()
     inner: Optional[BaseException] = exc
     while inner is not None and id(inner) not in seen:
@@ -85,8 +121,10 @@ def keep_sigterm(trainer: object) -> None:
 
 
 def install() -> None:
-    """Handle SIGTERM from now on in this process (call it from the main thread)."""
+    """Handle SIGTERM from now on in this process (call it from the main thread), and let no stop
+    be swallowed by a callback that cannot raise."""
     signal.signal(signal.SIGTERM, _on_sigterm)
+    sys.unraisablehook = _unraisable
 
 
 def install_in_worker() -> None:

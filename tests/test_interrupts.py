@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
+import textwrap
 
 import pytest
 from pytorch_lightning.utilities.exceptions import SIGTERMException
@@ -16,12 +19,15 @@ from lvsweep.pipeline import run_experiment
 
 @pytest.fixture
 def sigterm_handled():
-    before = signal.getsignal(signal.SIGTERM)
+    before, hook = signal.getsignal(signal.SIGTERM), sys.unraisablehook
     interrupts._received.clear()
+    interrupts._acting = False
     interrupts.install()
     yield
     signal.signal(signal.SIGTERM, before)
+    sys.unraisablehook = hook
     interrupts._received.clear()
+    interrupts._acting = False
 
 
 def test_a_sigterm_seen_only_by_lightning_still_counts_as_one(sigterm_handled):
@@ -67,3 +73,54 @@ def test_sigterm_at_a_chosen_moment_of_training_ends_it_as_terminated(sigterm_ha
     interrupts.note(caught.value)
     assert interrupts.stop_reason() == "terminated"
     assert signal.getsignal(signal.SIGTERM) is interrupts._on_sigterm  # and it is still installed
+
+
+# A stop that Python swallows: a signal handled while a garbage-collection or weakref callback
+# runs raises there, and Python prints "Exception ignored in ..." and goes on. Made deterministic
+# by sending the signal from inside such a callback.
+SWALLOWED = textwrap.dedent("""
+    import gc, signal, sys, weakref
+    from lvsweep import interrupts
+
+    interrupts.install()
+
+    class Thing:
+        pass
+
+    def callback(ref):
+        signal.raise_signal(signal.{signal})  # handled right here, inside the callback
+        sum(range(1000))
+
+    thing = Thing()
+    keep = weakref.ref(thing, callback)
+    try:
+        del thing  # the callback runs now, and the exception it raises is swallowed
+        for _ in range(10_000_000):  # the program goes on: the stop must still reach it
+            pass
+        print("ran to the end")
+    except KeyboardInterrupt as exc:
+        interrupts.note(exc)
+        print("stopped:", interrupts.stop_reason())
+""")
+
+
+@pytest.mark.parametrize("name, reason", [("SIGTERM", "terminated"), ("SIGINT", "interrupted")])
+def test_a_stop_swallowed_by_a_callback_still_stops_the_program(name, reason):
+    proc = subprocess.run([sys.executable, "-c", SWALLOWED.replace("{signal}", name)], capture_output=True,
+                          text=True, timeout=120, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    assert proc.stdout.strip() == f"stopped: {reason}", proc.stdout + proc.stderr
+    assert "Exception ignored" not in proc.stderr, proc.stderr
+
+
+def test_a_second_sigterm_stops_what_the_first_did_not(sigterm_handled):
+    """The first Terminated was lost on its way (nothing acted on it): the next one raises, and so
+    does the next metric the job logs; once the stop is acted on, repeats are ignored."""
+    with pytest.raises(interrupts.Terminated):
+        interrupts.stop_on(signal.SIGTERM)
+    with pytest.raises(interrupts.Terminated):  # the one above was caught without `note`: lost
+        interrupts.stop_on(signal.SIGTERM)
+    with pytest.raises(interrupts.Terminated):
+        interrupts.check()
+    interrupts.note(interrupts.Terminated())
+    interrupts.stop_on(signal.SIGTERM)  # the cleanup under way is not cut short
+    interrupts.check()

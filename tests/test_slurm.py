@@ -148,7 +148,7 @@ def test_a_hard_killed_job_s_run_is_closed_from_the_accounting(slurm_cluster: Sl
 
 @pytest.mark.slow
 def test_time_limits_without_and_with_requeue(slurm_cluster: SlurmCluster, tmp_path):
-    """Two sweeps at once, each one job that outlives its 1-minute limit. Without requeue (the
+    """Two sweeps at once, each one job that outlives its time limit. Without requeue (the
     default) the run ends KILLED at the limit. With `max_num_timeout=1` the USR2 before the limit
     closes the run as requeued, the job starts again (a new run, restart 1), and at its second
     limit, with no requeue left, it ends KILLED like the first sweep's."""
@@ -156,7 +156,10 @@ def test_time_limits_without_and_with_requeue(slurm_cluster: SlurmCluster, tmp_p
     once.mkdir()
     twice.mkdir()
     plain = start_sweep(slurm_cluster, once, "noise=0", LONG, *LIMIT)
-    requeue = start_sweep(slurm_cluster, twice, "noise=0", LONG, *LIMIT, "hydra.launcher.max_num_timeout=1")
+    # SLURM may send the USR2 up to a minute before its time: with a 1-minute limit it can land
+    # before a job on a busy node has opened its run, so the run that is requeued has 2 minutes.
+    requeue = start_sweep(slurm_cluster, twice, "noise=0", LONG, *LIMIT, "hydra.launcher.timeout_min=2",
+                          "hydra.launcher.max_num_timeout=1")
     submitted(twice, requeue)
     # A requeued job waits 120 s (SLURM's BeginTime for requeued jobs) before it may start again:
     # the test lets it start at once, the scheduler's only deviation here.

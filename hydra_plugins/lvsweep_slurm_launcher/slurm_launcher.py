@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -42,6 +43,22 @@ def wait_for(job: Any) -> None:
 
 
 class SlurmLauncher(UpstreamSlurmLauncher):
+    def __call__(self, *args: Any, **kwargs: Any) -> JobReturn:
+        """The job's side. lvsweep's stop signals are taken first, before Hydra composes the job
+        (seconds of imports on a busy node): SLURM may send a time limit's USR2 up to a minute
+        early, and one that came before would end the job by submitit's rules, with no run."""
+        from lvsweep import interrupts, slurm
+
+        slurm.take_job_signals()
+        try:
+            return super().__call__(*args, **kwargs)
+        except KeyboardInterrupt as exc:  # stopped before the job's own handling began (app.run_job)
+            interrupts.note(exc)
+            if slurm.in_job() and interrupts.terminated():
+                slurm.hand_over_requeue()
+                sys.exit(interrupts.exit_status())
+            raise
+
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         import submitit
 
@@ -82,6 +99,36 @@ class SlurmLauncher(UpstreamSlurmLauncher):
         except (UncompletedJobError, FailedJobError):
             print(f"  job {number} (SLURM job {job.job_id}) ended {state} without a result: counted as failed")
             assert self.config is not None
+            record_lost_job(self.config, str(job.job_id), state, overrides)
             n_values = len(self.config.get("objectives", [None]))
             nan = math.nan if n_values == 1 else [math.nan] * n_values
             return JobReturn(overrides=list(overrides), status=JobStatus.COMPLETED, _return_value=nan)
+
+
+def record_lost_job(config: Any, job: str, state: str, overrides: Sequence[str]) -> None:
+    """A FAILED run under the sweep for a job that ended before it opened a run of its own (a
+    signal before its handlers were in place, a node lost at start): without one the sweep's table
+    and exit status would not know the job existed. The run carries the tags and the name the job
+    was given, so a study's trial still finds it."""
+    import os
+
+    from lvsweep import slurm
+    from lvsweep.tracking.runs import PARENT_RUN_ENV, RunRecorder, child_runs, close_run, open_store, resolve_uri
+
+    parent = os.environ.get(PARENT_RUN_ENV)
+    if parent is None:
+        return
+    client, experiment_id = open_store(resolve_uri(config.tracking.uri), config.tracking.experiment)
+    if child_runs(client, experiment_id, parent, f"tags.`{slurm.JOB_TAG}` = '{job}'"):
+        return
+    tags, name = {}, None
+    for override in overrides:
+        key, _, value = override.lstrip("+").partition("=")
+        if key.startswith("tracking.tags."):
+            tags[key[len("tracking.tags."):]] = value.strip("'\"")
+        elif key == "tracking.run_name":
+            name = value.strip("'\"")
+    name = name or ",".join(o for o in overrides if not o.lstrip("+").startswith(("hydra.", "tracking.")))
+    recorder = RunRecorder(client, experiment_id, name, parent, tags={**tags, slurm.JOB_TAG: job})
+    close_run(client, recorder.run_id, "FAILED", f"lost: SLURM job {job} ended {state} (sacct) before it "
+                                                 "opened its run; nothing of it was recorded")

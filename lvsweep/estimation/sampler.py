@@ -26,7 +26,7 @@ fixes every draw.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 import logging
 
@@ -66,6 +66,32 @@ class Chain:
     converged: bool
 
 
+class Stoppable:
+    """The log-posterior as emcee calls it, with Ctrl-C and SIGTERM held back. emcee meets any
+    exception out of it, a stop included, by printing a traceback and every walker's parameters;
+    here the stop is kept, the step's remaining proposals are refused, and `run` raises it once
+    the step is over. The chain it leaves is never used: the stop ends the run."""
+
+    def __init__(self, log_posterior: Callable[[np.ndarray], np.ndarray]) -> None:
+        self.log_posterior = log_posterior
+        self.stop: Optional[KeyboardInterrupt] = None
+
+    def __call__(self, theta: np.ndarray) -> np.ndarray:
+        if self.stop is None:
+            try:
+                return self.log_posterior(theta)
+            except KeyboardInterrupt as exc:
+                self.stop = exc
+        return np.full(len(theta), -np.inf)
+
+    def run(self, sampler: emcee.EnsembleSampler, state: emcee.State, steps: int) -> emcee.State:
+        """`sampler.run_mcmc(state, steps)`, step by step, raising a stop held back meanwhile."""
+        for state in sampler.sample(state, iterations=steps):
+            if self.stop is not None:
+                raise self.stop
+        return state
+
+
 def sample(model: Model, theta0: np.ndarray, rng: np.random.Generator, walkers: int = 32, burn: int = 200,
            chunk: int = 100, min_steps: int = 400, max_steps: int = 2500, min_tau_multiple: float = 50.0,
            ball: float = 0.1, cov: Optional[np.ndarray] = None) -> Chain:
@@ -88,14 +114,15 @@ def sample(model: Model, theta0: np.ndarray, rng: np.random.Generator, walkers: 
         start[bad] = draw(int(bad.sum()))
         lp[bad] = model.log_posterior(start[bad])
     moves = [(emcee.moves.DEMove(), 1.0)]
-    sampler = emcee.EnsembleSampler(walkers, n, model.log_posterior, vectorize=True, moves=moves)
+    log_posterior = Stoppable(model.log_posterior)
+    sampler = emcee.EnsembleSampler(walkers, n, log_posterior, vectorize=True, moves=moves)
     sampler.random_state = np.random.RandomState(rng.integers(2**32)).get_state()
-    state = sampler.run_mcmc(emcee.State(start, log_prob=lp), burn)
+    state = log_posterior.run(sampler, emcee.State(start, log_prob=lp), burn)
     sampler.reset()  # keeps the sampler's random state; the chain restarts after burn-in
     tau = np.full(n, np.inf)
     while sampler.iteration < max_steps - burn:
-        state = sampler.run_mcmc(state, min(chunk if sampler.iteration >= min_steps else min_steps,
-                                            max_steps - burn - sampler.iteration))
+        state = log_posterior.run(sampler, state, min(chunk if sampler.iteration >= min_steps else min_steps,
+                                                      max_steps - burn - sampler.iteration))
         tau = _tau(sampler)
         if sampler.iteration >= min_tau_multiple * np.max(tau):
             break

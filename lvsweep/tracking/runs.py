@@ -9,21 +9,26 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sqlite3
 import sys
 import time
+from contextlib import closing
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Optional
+from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, TypeVar
 
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+from sqlalchemy.exc import SQLAlchemyError
 
-from lvsweep import slurm
+from lvsweep import interrupts, slurm
 from lvsweep.errors import LvsweepError
 from lvsweep.tracking.processes import process_gone, process_stamp
-from lvsweep.tracking.stores import check_reachable, creation_lock, mask_password, retry_locked, sqlite_path
+from lvsweep.tracking.stores import (check_reachable, check_sqlite_place, create_sqlite, creation_lock, mask_password,
+                                     new_sqlite, retry_locked, sqlite_path)
 
 
+T = TypeVar("T")
 DEFAULT_URI = "sqlite:///mlruns/mlflow.db"
 PARENT_RUN_ENV = "LVSWEEP_PARENT_RUN_ID"
 PARENT_TAG = "mlflow.parentRunId"
@@ -36,6 +41,8 @@ _LOST_CHECKED: set[tuple[str, str]] = set()  # (store, experiment) already check
 EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
 # The compare-runs page lists only a run's root-level artifacts: figures are logged there too.
 COMPARABLE_DIRS = ("figures",)
+SQLITE_HEADER = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite database file
+STORE_TABLES = {"alembic_version", "experiments", "runs", "metrics", "params", "tags"}  # a whole store has these
 
 
 def ui_link(experiment_id: str, host: str = "http://127.0.0.1:5000") -> str:
@@ -52,26 +59,86 @@ def resolve_uri(uri: Optional[str]) -> str:
 def open_store(uri: str, experiment: str) -> tuple[MlflowClient, str]:
     """A client and the experiment id, creating the default store and the experiment if needed.
 
-    A server that does not answer is reported in seconds; a new SQLite store is created by one
-    process at a time (others wait on a lock file beside it, then find it made)."""
+    A server that does not answer is reported in seconds; a SQLite store's place is checked before
+    anything is written (a file in the way of its folder, a read-only folder), and a new one is
+    created by one process at a time (others wait on a lock file beside it, then find it made) and
+    atomically, so a command stopped while it creates the store leaves none rather than half of one."""
     logging.getLogger("mlflow").setLevel(logging.WARNING)  # store creation and migration chatter
+    # Its database errors, logged with a traceback, reach lvsweep as exceptions and are told in one line.
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
     db = sqlite_path(uri)
     artifact_location = None
     if db is None:
         check_reachable(uri, "tracking.uri")
-    elif uri == DEFAULT_URI:
-        db.parent.mkdir(parents=True, exist_ok=True)
-    elif not db.parent.is_dir():
-        raise LvsweepError("tracking.uri", f"the store's directory {db.parent} does not exist "
-                                           f"(uri {uri}); create it or use the default {DEFAULT_URI}")
-    if db is not None:
+    else:
+        check_sqlite_place(db, "tracking.uri")
+        if uri == DEFAULT_URI:
+            try:
+                db.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise LvsweepError("tracking.uri", f"cannot make the store's folder {db.parent}: "
+                                                   f"{exc.strerror or exc}") from exc
+            check_sqlite_place(db, "tracking.uri")
+        elif not db.parent.is_dir():
+            raise LvsweepError("tracking.uri", f"the store's directory {db.parent} does not exist "
+                                               f"(uri {uri}); create it or use the default {DEFAULT_URI}")
         artifact_location = (db.parent.resolve() / "artifacts").as_uri()
     with creation_lock(uri):
+        if db is not None:
+            prepare_sqlite_store(db, uri)
         client, experiment_id = _open_experiment(uri, experiment, artifact_location)
     if (uri, experiment_id) not in _LOST_CHECKED:  # once per process: one query each time a command starts
         _LOST_CHECKED.add((uri, experiment_id))
         report_lost_runs(client, experiment_id)
     return client, experiment_id
+
+
+def prepare_sqlite_store(db: Path, uri: str) -> None:
+    """Make a new store atomically, and make anew one whose creation an earlier version left
+    unfinished (a signal during its migration: leftover migration tables and no runs), keeping the
+    old file beside it. Anything else that is not a whole store is refused in one line, untouched:
+    it may hold runs that a repair could lose. Call it holding the store's creation lock."""
+    if db.name == ":memory:":
+        return
+    if new_sqlite(db):
+        create_sqlite(db, _make_mlflow_store)
+        return
+    try:
+        with open(db, "rb") as fh:
+            header = fh.read(len(SQLITE_HEADER))
+        with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as con:
+            tables = {row[0] for row in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            runs = con.execute("SELECT COUNT(*) FROM runs").fetchone()[0] if "runs" in tables else 0
+    except (OSError, sqlite3.DatabaseError) as exc:
+        problem = (f"{db} is not a SQLite database" if isinstance(exc, sqlite3.DatabaseError) and header != SQLITE_HEADER
+                   else f"cannot read the store {db}: {exc}")
+        raise LvsweepError("tracking.uri", f"{problem} (uri {uri}); restore it from a copy, move it away or "
+                                           "choose another tracking.uri") from exc
+    leftovers = any(t.startswith("_alembic_tmp_") for t in tables)  # a migration cut short
+    if STORE_TABLES <= tables and not leftovers:
+        return  # a whole store (MLflow checks its schema's version itself)
+    if not leftovers and "alembic_version" not in tables:
+        raise LvsweepError("tracking.uri", f"{db} is a SQLite database but not an MLflow store (it has no "
+                                           f"{', '.join(sorted(STORE_TABLES - tables))} table); move it away "
+                                           "or choose another tracking.uri")
+    if runs:
+        raise LvsweepError("tracking.uri", f"the store {db} is half-migrated and holds {runs} run(s); "
+                                           f"repair it with `mlflow db upgrade {uri}` or restore it from a copy")
+    aside = db.with_name(f"{db.name}.unfinished-{time.strftime('%Y%m%dT%H%M%S')}")
+    os.replace(db, aside)
+    create_sqlite(db, _make_mlflow_store)
+    print(f"lvsweep: the store {db} was left unfinished by an interrupted creation and held no runs: "
+          f"made anew (the old file is {aside.name})")
+
+
+def _make_mlflow_store(uri: str) -> None:
+    """MLflow's schema and its default experiment in a new database, as MLflow's client would make
+    them, its connections closed again so the file can be moved into place."""
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    store = SqlAlchemyStore(uri, "./mlruns")  # MLflow's default artifact root for a database store
+    store.engine.dispose()
+    SqlAlchemyStore._engine_map.pop(uri, None)  # the class's engine cache: this URI is never used again
 
 
 def _open_experiment(uri: str, experiment: str, artifact_location: Optional[str]) -> tuple[MlflowClient, str]:
@@ -88,13 +155,36 @@ def _open_experiment(uri: str, experiment: str, artifact_location: Optional[str]
                 exp = client.get_experiment_by_name(experiment)
         if exp.lifecycle_stage == "active" and EXPERIMENT_KIND_TAG not in exp.tags:  # made before the tag was set
             retry_locked(client.set_experiment_tag, exp.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
-    except MlflowException as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise LvsweepError("tracking.uri", f"cannot open the store {mask_password(uri)}: {first_line}") from exc
+    except (MlflowException, SQLAlchemyError, sqlite3.Error, OSError) as exc:  # whatever layer found it
+        raise LvsweepError("tracking.uri", f"cannot open the store {mask_password(uri)}: {first_line(exc)}") from exc
     if exp.lifecycle_stage != "active":
         raise LvsweepError("tracking.experiment", f"experiment '{experiment}' is deleted in {mask_password(uri)}; "
                                                   "restore it in the MLflow UI or choose another name")
     return client, exp.experiment_id
+
+
+def first_line(exc: BaseException) -> str:
+    """An error's own first line: the database driver's, without MLflow's and SQLAlchemy's
+    wrapping and the link to a help page."""
+    cause = next((getattr(e, "orig") for e in _chain(exc) if getattr(e, "orig", None) is not None), exc)
+    text = str(cause).strip()
+    return text.splitlines()[0] if text else type(cause).__name__
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """`exc` and the exceptions it was raised from, outermost first."""
+    seen: set[int] = set()
+    inner: Optional[BaseException] = exc
+    while inner is not None and id(inner) not in seen:
+        seen.add(id(inner))
+        yield inner
+        inner = inner.__cause__ or inner.__context__
+
+
+def refused_write(exc: BaseException) -> bool:
+    """True when the database or the disk under it refused a write (full, read-only, gone), as
+    opposed to MLflow refusing what was written: the store is at fault, not lvsweep."""
+    return any(isinstance(e, (sqlite3.Error, SQLAlchemyError, OSError)) for e in _chain(exc))
 
 
 def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -118,9 +208,20 @@ def write_batch(client: MlflowClient, run_id: str, *, params: Optional[Mapping[s
         now = int(time.time() * 1000)
         metrics = [Metric(k, float(v), now, step) for k, v in metrics.items()]
     if params or metrics or tags:
-        retry_locked(client.log_batch, run_id, metrics=list(metrics or []),
-                     params=[Param(k, str(v)) for k, v in (params or {}).items()],
-                     tags=[RunTag(k, str(v)) for k, v in (tags or {}).items()])
+        store_write(client.log_batch, run_id, metrics=list(metrics or []),
+                    params=[Param(k, str(v)) for k, v in (params or {}).items()],
+                    tags=[RunTag(k, str(v)) for k, v in (tags or {}).items()])
+
+
+def store_write(write: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """One write to the store, retried while SQLite reports a lock; a write that the database or
+    the disk refuses (full, read-only, damaged) becomes one line naming `tracking.uri`."""
+    try:
+        return retry_locked(write, *args, **kwargs)
+    except Exception as exc:
+        if refused_write(exc):
+            raise LvsweepError("tracking.uri", f"the store refused a write ({first_line(exc)})") from exc
+        raise
 
 
 class RunRecorder:
@@ -137,7 +238,7 @@ class RunRecorder:
             all_tags[PARENT_TAG] = parent_run_id
         self.client = client
         self.experiment_id = experiment_id
-        self.run_id = retry_locked(client.create_run, experiment_id, run_name=run_name, tags=all_tags).info.run_id
+        self.run_id = store_write(client.create_run, experiment_id, run_name=run_name, tags=all_tags).info.run_id
         self.flush_every_s = flush_every_s
         self.closed = False
         self._pending: list[Metric] = []
@@ -150,6 +251,7 @@ class RunRecorder:
         write_batch(self.client, self.run_id, tags=tags)
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        interrupts.check()  # a job logs often: a stop signal that was swallowed on its way stops it here
         now = int(time.time() * 1000)
         self._pending += [Metric(k, float(v), now, int(step)) for k, v in metrics.items()]
         if time.monotonic() - self._last_flush >= self.flush_every_s:
@@ -166,9 +268,9 @@ class RunRecorder:
         name, because MLflow's compare-runs page offers only root-level artifacts side by side."""
         for path in paths:
             sub = path.parent.relative_to(root).as_posix()
-            self.client.log_artifact(self.run_id, str(path), artifact_path=None if sub == "." else sub)
+            store_write(self.client.log_artifact, self.run_id, str(path), artifact_path=None if sub == "." else sub)
             if sub in COMPARABLE_DIRS and path.suffix == ".png":
-                self.client.log_artifact(self.run_id, str(path))
+                store_write(self.client.log_artifact, self.run_id, str(path))
 
     def log_model(self, model: Any, model_input: Any) -> None:
         """The trained model as the run's `model` (see `log_model`); nothing when there is none."""
@@ -179,23 +281,51 @@ class RunRecorder:
         """Flush, then close as FINISHED, or FAILED/KILLED with the reason as a tag. Only the first
         call that gets through counts: a signal landing just after a run FINISHED (while the summary
         prints) must not turn it into KILLED; one landing inside this call leaves it open, and the
-        interrupt path's call then closes it."""
+        interrupt path's call then closes it.
+
+        A flush the store refuses (a full disk) loses only what it held: the run is still closed,
+        FAILED, with how many values were lost and why, and the caller is told in one line. If the
+        store refuses the close too, the line says the run is left RUNNING."""
         if self.closed:
             return
-        self.flush()
+        try:
+            self.flush()
+        except Exception as exc:
+            lost = f"{len(self._pending)} metric value(s) could not be written ({first_line(exc)})"
+            self._pending = []
+            reason = f"{describe_error(error)}; {lost}" if error is not None else lost
+            self._close("FAILED" if error is None else status or "FAILED", reason, exc)
+            if error is None:  # the caller thinks the run succeeded: it did not
+                raise LvsweepError("tracking.uri", f"the store refused a write: {lost}; run {self.run_id} "
+                                                   "is closed FAILED") from exc
+            return
         if error is not None:
-            reason = str(error) or type(error).__name__
-            close_run(self.client, self.run_id, status or "FAILED", reason)
+            self._close(status or "FAILED", describe_error(error))
         else:
-            retry_locked(self.client.set_terminated, self.run_id, status=status or "FINISHED")
+            self._close(status or "FINISHED", None)
+
+    def _close(self, status: str, reason: Optional[str], why: Optional[BaseException] = None) -> None:
+        try:
+            if reason is None:
+                store_write(self.client.set_terminated, self.run_id, status=status)
+            else:
+                close_run(self.client, self.run_id, status, reason)
+        except Exception as exc:
+            raise LvsweepError("tracking.uri", f"the store refused a write ({first_line(why or exc)}), so run "
+                                               f"{self.run_id} is left RUNNING; the next command in this store "
+                                               "closes it as lost") from exc
         self.closed = True
+
+
+def describe_error(error: BaseException) -> str:
+    return str(error) or type(error).__name__
 
 
 def close_run(client: MlflowClient, run_id: str, status: str, reason: str) -> None:
     """End a run as FAILED or KILLED with the reason where the UI shows it."""
     write_batch(client, run_id, tags={ERROR_TAG: reason[:5000],
                                       "mlflow.note.content": f"{status.title()}: {reason}"[:5000]})
-    retry_locked(client.set_terminated, run_id, status=status)
+    store_write(client.set_terminated, run_id, status=status)
 
 
 def _owner_is_gone(run: Any) -> bool:

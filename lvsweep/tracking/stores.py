@@ -3,14 +3,17 @@
 Both sides talk to the same kinds of database (a SQLite file, PostgreSQL, an MLflow server), and
 both fail the same ways at scale: a server that is not there (MLflow and SQLAlchemy would retry
 for minutes before saying so), two processes creating a brand-new SQLite file at once (both run
-the schema migration: "duplicate column name"), and SQLite's single writer ("database is locked"
-when a reader upgrades to a writer while another process writes, which its busy timeout does not
-cover). Each gets one answer here.
+the schema migration: "duplicate column name"), a process stopped while it creates one (a
+signal during the second the migration takes left a half-made file that no later command could
+open), and SQLite's single writer ("database is locked" when a reader upgrades to a writer while
+another process writes, which its busy timeout does not cover). Each gets one answer here.
 """
 from __future__ import annotations
 
 import fcntl
+import os
 import random
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -68,6 +71,50 @@ def creation_lock(uri: str) -> Iterator[None]:
             engine.dispose()
     else:
         yield
+
+
+def new_sqlite(db: Path) -> bool:
+    """True when no database is at `db` yet: no file, or an empty one (`touch`, or a bare connect)."""
+    return not db.exists() or (db.is_file() and db.stat().st_size == 0)
+
+
+def create_sqlite(db: Path, make: Callable[[str], None]) -> None:
+    """Make a new SQLite database at `db` so that no one ever finds it half-made: `make` builds it
+    at a temporary path beside it (given as a URI), which is then renamed into place in one step.
+    A process stopped meanwhile leaves only its temporary file, which the next creator deletes.
+    Call it holding `creation_lock`, so the temporary files found are no live process's."""
+    for left in db.parent.glob(f".{db.name}.creating-*"):
+        left.unlink(missing_ok=True)
+    tmp = db.with_name(f".{db.name}.creating-{os.getpid()}")
+    try:
+        make(f"sqlite:///{tmp}")
+        os.replace(tmp, db)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def check_sqlite_place(db: Path, field: str) -> None:
+    """Refuse, naming `field`, a SQLite path whose folder is not one (a plain file in its way) or
+    cannot be written (SQLite writes its journal beside the file), or a file that is not a file."""
+    if db.name in ("", ":memory:"):
+        return
+    folder = db.parent
+    for above in (folder, *folder.parents):
+        if above.exists():
+            if not above.is_dir():
+                raise LvsweepError(field, f"{above} is a file, not a folder, so the store {db} cannot be made "
+                                          "there; move that file away or choose another path")
+            break
+    if db.exists() and not db.is_file():
+        raise LvsweepError(field, f"{db} is not a file; the store must be a SQLite file")
+    if folder.is_dir():
+        try:
+            tempfile.TemporaryFile(dir=folder).close()
+        except OSError as exc:
+            raise LvsweepError(field, f"cannot write in {folder} ({exc.strerror or exc}), where the store "
+                                      f"{db.name} and its journal live; make it writable or choose another path") from exc
+        if db.exists() and not os.access(db, os.W_OK):
+            raise LvsweepError(field, f"{db} is read-only; make it writable or choose another path")
 
 
 def check_reachable(uri: str, field: str) -> None:
