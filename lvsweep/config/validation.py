@@ -119,7 +119,8 @@ def validate_observed(cfg: DictConfig | Any, system: Any) -> Any:
     e = cfg.estimate
     _number(e.walkers, "estimate.walkers", 2, 4096, integer=True)
     _number(e.steps, "estimate.steps", 1, 1_000_000, integer=True, unit=" (steps per walker after burn-in)")
-    _number(e.burn, "estimate.burn", 0, 1_000_000, integer=True, unit=" (steps per walker)")
+    # At least one burn-in step: the sampler starts its chain from where the burn-in ends.
+    _number(e.burn, "estimate.burn", 1, 1_000_000, integer=True, unit=" (steps per walker)")
     free = free_quantities(cfg, system)
     series = observed_series(cfg, system)
     try:  # unknown prior names, bad specs, too few rows; named as the config spells them

@@ -36,6 +36,12 @@ def free_quantities(cfg: Any, system: DynamicalSystem) -> tuple[str, ...]:
             raise LvsweepError("estimate.params", f"{n!r} is not a quantity of {system.name}; allowed: {', '.join(names)}")
     if not free or len(set(free)) != len(free):
         raise LvsweepError("estimate.params", f"needs distinct names, at least one; got {list(free)}")
+    # A fixed quantity takes the system's value (x0: the first observation); the noise levels have
+    # none in the config, so they are always fitted.
+    noise = [f"sigma_{s}" for s in system.state_names if f"sigma_{s}" not in free]
+    if noise:
+        raise LvsweepError("estimate.params", f"must include {', '.join(noise)}: the measurement noise has no "
+                                              f"configured value to hold it at; got {list(free)}")
     return free
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import os
+import tempfile
 import textwrap
 from pathlib import Path
 from typing import Any, NoReturn, Optional, Sequence
@@ -17,12 +19,41 @@ from typing import Any, NoReturn, Optional, Sequence
 import numpy as np
 
 from lvsweep.errors import LvsweepError, exit_with_error
+from lvsweep.tracking.stores import check_reachable
 from lvsweep.tracking.report_table import MAX_LEVELS, N_BINS, Group, html_page, markdown, write_csv
 
 SWEEP_TAG = "lvsweep.kind"
 # Params that say where a run was recorded, not what it measured.
 NOT_A_FACTOR = ("tracking.",)
 NOISE = "noise.level"
+DEFAULT_OUT = Path("report")  # the report of sweep <id> goes to report/<id>/ unless --out says otherwise
+
+
+def check_inputs(out: Optional[Path], tracking_uri: Optional[str]) -> None:
+    """What can be checked without MLflow, before its imports (seconds) and the store's reads:
+    where the report goes, and whether a server store answers at all (MLflow's own client retries
+    an unreachable server for minutes before it says so)."""
+    check_out(out if out is not None else DEFAULT_OUT, "" if out is not None else f" (the default, {DEFAULT_OUT}/)")
+    given = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if given:
+        check_reachable(given, "--tracking-uri")
+
+
+def check_out(out: Path, which: str = "") -> None:
+    """Refuse, naming --out, a report folder that is a file, lies under a file, or cannot be made
+    or written: the report is written last, after the store has been read."""
+    if os.path.exists(out) and not out.is_dir():
+        raise LvsweepError("--out", f"{out}{which} is a file, not a folder; give a folder for the report")
+    existing = next((p for p in (out, *out.parents) if os.path.exists(p)), Path("."))
+    if not existing.is_dir():
+        raise LvsweepError("--out", f"{existing} is a file, so the folder {out}{which} cannot be made there")
+    try:
+        os.rmdir(tempfile.mkdtemp(dir=existing, prefix=".lvsweep-report-check-"))
+    except OSError as exc:
+        raise LvsweepError("--out", f"cannot write in {existing} ({exc.strerror or exc}), where the folder "
+                                    f"{out}{which} goes; make it writable or choose another --out") from None
+
+
 def open_client(uri: str) -> Any:
     """A client on an existing store; the report never creates one."""
     from mlflow.tracking import MlflowClient
@@ -151,7 +182,10 @@ def write_report(client: Any, parent: Any, out_dir: Path) -> list[Path]:
     factors = varying_params(finished)
     bins = continuous_bins(finished, factors)
     groups = group_runs(finished, factors, bins)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # made or changed since check_out looked
+        raise LvsweepError("--out", f"cannot make the folder {out_dir} ({exc.strerror or exc})") from None
     # Each group sits at the mean noise level of its runs (a bin's label is not a position).
     x_values = ([float(np.mean([float(r.data.params[NOISE]) for r in g.runs])) for g in groups]
                 if NOISE in factors else None)
@@ -202,11 +236,12 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--out", type=Path, help="output directory (default: report/<parent run id>)")
     args = parser.parse_args(argv)
     try:
+        check_inputs(args.out, args.tracking_uri)
         from lvsweep.tracking.runs import resolve_uri
 
         client = open_client(resolve_uri(args.tracking_uri))
         parent = find_parent(client, args.experiment, args.parent)
-        paths = write_report(client, parent, args.out or Path("report") / parent.info.run_id)
+        paths = write_report(client, parent, args.out or DEFAULT_OUT / parent.info.run_id)
     except LvsweepError as exc:
         exit_with_error(str(exc))
     print(f"report of sweep {parent.info.run_id}: {paths[0]}")
