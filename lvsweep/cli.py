@@ -31,6 +31,20 @@ HYDRA_SWEEP = re.compile(r"Sweeping over Hydra's configuration is not supported\
 
 # `noise=<number or numeric sweep>` sets the level; `noise=<name>` still selects the noise kind.
 SHORTHANDS = {"noise": "noise.level"}
+# conf/config.yaml's run and sweep directories end in `${lvsweep.pid:}`, the id of the process.
+PID_RESOLVER = "lvsweep.pid"
+
+
+def register_resolvers() -> None:
+    """The resolvers conf/config.yaml's paths use, registered before Hydra composes it. Run and
+    sweep directories are named by the time to the microsecond and the process id, so commands
+    started in the same second in one directory never write into one directory (Hydra's own
+    `${now:}` alone names them to the second). Cached like `${now:}`: the jobs of a sweep, which
+    launchers resolve in worker processes from the sweep's config, keep the sweep's directory."""
+    from omegaconf import OmegaConf
+
+    if not OmegaConf.has_resolver(PID_RESOLVER):
+        OmegaConf.register_new_resolver(PID_RESOLVER, os.getpid, use_cache=True)
 
 
 def _is_numeric(value: Any) -> bool:
@@ -135,8 +149,9 @@ def hydra_sweep_line(line: str) -> str:
 
 
 def close_open_sweep(status: str, error: BaseException | None = None) -> None:
-    """A multirun stopped before Hydra's end-of-sweep hook: close its parent run, and the runs of
-    jobs whose processes are gone, instead of leaving them RUNNING forever."""
+    """A multirun stopped before Hydra's end-of-sweep hook: close its parent run, with `error` as
+    its reason (the `lvsweep.error` tag), and the runs of jobs whose processes are gone, instead of
+    leaving them RUNNING forever."""
     from lvsweep.tracking.sweeps import ACTIVE
 
     if ACTIVE:
@@ -188,14 +203,16 @@ def run_command() -> None:
     from hydra_plugins.lvsweep_optuna_sweeper._edits import search_space_edits
 
     sys.argv = [sys.argv[0], *search_space_edits(expand_shorthands(sys.argv[1:]))]
+    register_resolvers()
     from lvsweep.app import task  # heavy imports after argument handling
     from lvsweep.tracking.sweeps import ACTIVE, FAILED_JOBS, SweepAborted
 
     try:
         task()
     except (LvsweepError, HydraException, OmegaConfBaseException) as exc:
-        close_open_sweep("FAILED")
-        exit_with_error(one_line(exc))
+        line = one_line(exc)
+        close_open_sweep("FAILED", RuntimeError(line))  # the parent says why, as a job's run does
+        exit_with_error(line)
     except SweepAborted as exc:  # nothing was opened yet
         exit_with_error(one_line(exc.error))
     except (KeyboardInterrupt, SystemExit) as exc:
@@ -203,7 +220,8 @@ def run_command() -> None:
         stopped = isinstance(exc, KeyboardInterrupt) or interrupts.terminated()
         if not stopped and exc.code in (0, None):
             raise
-        close_open_sweep("KILLED", interrupts.stop_exception() if stopped else None)
+        close_open_sweep("KILLED", interrupts.stop_exception() if stopped
+                         else RuntimeError(f"the sweep exited with status {exc.code}"))
         if not stopped:
             raise
         print(f"lvsweep: {interrupts.stop_reason()}", file=sys.stderr)

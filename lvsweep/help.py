@@ -28,7 +28,7 @@ Common commands:
 
 RESULTS = """\
 Results:
-  outputs/runs/<date>/<time>/ (single runs) and outputs/multirun/<date>/<time>/<job>/ (sweeps):
+  outputs/runs/<date>/<time>-<pid>/ (single runs) and outputs/multirun/<date>/<time>-<pid>/<job>/ (sweeps):
     config.yaml, attention.csv, replicates.csv, figures/
   mlruns/mlflow.db (+ mlruns/artifacts/): params, metrics, tags and artifacts of every run;
     set tracking.uri or $MLFLOW_TRACKING_URI to record elsewhere

@@ -93,9 +93,15 @@ class TrialLink:
         if not math.isfinite(value):
             return  # a NaN history point is the job's failure to report, not the pruner's to judge
         trial = self.trial()
+        from optuna.exceptions import UpdateFinishedTrialError
+
         from lvsweep.tracking.stores import retry_locked
 
-        retry_locked(trial.report, value, step)
+        try:
+            retry_locked(trial.report, value, step)
+        except UpdateFinishedTrialError:  # another worker took the trial for dead and failed it:
+            self.settings["pruner"] = None  # nothing to report to; the job's result stays in its run
+            return
         if retry_locked(trial.should_prune):
             raise TrialStopped(TrialStop(PRUNED, step, f"pruned at step {step} ({self.monitor} {value:.4g})"))
 

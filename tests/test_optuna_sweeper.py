@@ -172,11 +172,12 @@ def test_study_is_tracked_then_continued_by_two_parallel_workers(tmp_path):
 
 
 def test_failed_trial_is_recorded_and_multi_objective_study_keeps_pairs(tmp_path):
-    # A brute-force sampler over a choice that includes an invalid learning rate tries each value once.
+    # A brute-force sampler over a choice tries each value once; one value passes every check made
+    # before the study starts and fails only in its job, when the ODE blows up.
     proc = run_cli(tmp_path, "-m", "hydra/sweeper=lvsweep_optuna", "hydra.sweeper.study_name=mo",
                    "hydra.sweeper.n_trials=5", "hydra.sweeper.sampler._target_=optuna.samplers.BruteForceSampler",
                    "hydra.sweeper.direction=[maximize,minimize]", f"objectives=[{OBJECTIVE},val/loss]",
-                   "model.lr=choice(-1,0.01,0.02)", *QUICK_SWEEP)
+                   "system.params.alpha=choice(1e308,0.9,1.1)", *QUICK_SWEEP)
     assert proc.returncode == 1, proc.stderr  # the CLI reports the failed job...
     assert "the sampler has covered the whole search space" in proc.stdout  # ...and the study went on
 
@@ -186,12 +187,12 @@ def test_failed_trial_is_recorded_and_multi_objective_study_keeps_pairs(tmp_path
     assert len(trials) == 3
     failed = [t for t in trials if t.state == TrialState.FAIL]
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    assert [t.params["model.lr"] for t in failed] == [-1]
-    assert sorted(t.params["model.lr"] for t in complete) == [0.01, 0.02]
+    assert [t.params["system.params.alpha"] for t in failed] == [1e308]
+    assert sorted(t.params["system.params.alpha"] for t in complete) == [0.9, 1.1]
     _, children = parents_and_children(tmp_path)
     status = {int(r.data.tags["optuna_trial"]): r for r in children}
     assert status[failed[0].number].info.status == "FAILED"
-    assert "model.lr" in status[failed[0].number].data.tags["lvsweep.error"]
+    assert "ODE blew up" in status[failed[0].number].data.tags["lvsweep.error"]
     for t in complete:
         run = status[t.number]
         assert run.info.status == "FINISHED" and len(t.values) == 2 and all(map(math.isfinite, t.values))
@@ -203,6 +204,7 @@ def test_failed_trial_is_recorded_and_multi_objective_study_keeps_pairs(tmp_path
     ({"target_complete": 0}, "hydra.sweeper.target_complete", "must be >= 1 or null"),
     ({"heartbeat_interval": 0}, "hydra.sweeper.heartbeat_interval", "whole number of seconds >= 1"),
     ({"grace_period": -5}, "hydra.sweeper.grace_period", "whole number of seconds >= 1"),
+    ({"heartbeat_interval": 10, "grace_period": 19}, "hydra.sweeper.grace_period", r"at least 2 x .* \(20 s\)"),
     ({"max_retry": -1}, "hydra.sweeper.max_retry", "must be >= 0 or null"),
 ])
 def test_bad_stopping_and_fault_settings_name_their_field(kwargs, field, message):

@@ -128,6 +128,20 @@ def add_override(space: SearchSpace, override: Override) -> None:
         space.fixed[name] = override.input_line
 
 
+def sweep_text(dist: BaseDistribution) -> str:
+    """A distribution in the sweep syntax that gives it, for messages in the user's terms."""
+    if isinstance(dist, CategoricalDistribution):
+        return f"choice({', '.join(format_value(c) for c in dist.choices)})"
+    whole = isinstance(dist, IntDistribution)
+    low, high, step = dist.low, dist.high, dist.step  # type: ignore[attr-defined]  # Float- and IntDistribution
+    if step is not None and not (whole and step == 1):  # Hydra's range is half-open
+        body = f"range({low!r}, {round(high + step, 12)!r}, {step!r})"
+    else:
+        body = f"interval({low!r}, {high!r})"
+    tags = [tag for tag, on in (("int", whole and body.startswith("interval")), ("log", dist.log)) if on]  # type: ignore[attr-defined]
+    return f"tag({', '.join(tags)}, {body})" if tags else body
+
+
 def suggest(trial: optuna.Trial, name: str, dist: BaseDistribution) -> Any:
     if isinstance(dist, FloatDistribution):
         return trial.suggest_float(name, dist.low, dist.high, step=dist.step, log=dist.log)

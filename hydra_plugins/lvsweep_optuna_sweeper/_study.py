@@ -4,7 +4,9 @@ With `n_jobs` > 1 the trials run in asynchronous slots: each launch is one trial
 its own, and a new trial is asked as soon as any running one ends, so a slow trial holds one slot,
 not the whole batch (`slots: batch` keeps the older ask-n, wait-for-all behaviour).
 
-Imported only through the facade once a sweep begins, so optuna is imported at the top here.
+Imported only through the facade once a sweep begins, so optuna is imported at the top here;
+the study's MLflow side (`_tracking`: MLflow, matplotlib, seconds of imports) only once the sweep
+runs, so that settings refused before anything is recorded are refused quickly.
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ import threading
 import warnings
 from pathlib import Path
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Sequence
 
 import numpy as np
 import optuna
@@ -25,19 +27,22 @@ from hydra.core.utils import JobReturn
 from hydra.types import HydraContext, TaskFunction
 from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
-from optuna.exceptions import ExperimentalWarning
+from optuna.distributions import BaseDistribution, CategoricalDistribution, check_distribution_compatibility
+from optuna.exceptions import ExperimentalWarning, UpdateFinishedTrialError
 from optuna.trial import TrialState
 
-from hydra_plugins.lvsweep_optuna_sweeper._edits import value_text
+from hydra_plugins.lvsweep_optuna_sweeper._edits import format_value, value_text
 from hydra_plugins.lvsweep_optuna_sweeper._progress import Progress, launcher_log
-from hydra_plugins.lvsweep_optuna_sweeper._search_space import SearchSpace, format_value, parse_search_space, suggest
+from hydra_plugins.lvsweep_optuna_sweeper._search_space import SearchSpace, parse_search_space, suggest, sweep_text
 from hydra_plugins.lvsweep_optuna_sweeper._storage import (FaultSettings, Heartbeat, absolute_storage, open_storage,
-                                                           recover, storage_label)
-from hydra_plugins.lvsweep_optuna_sweeper._tracking import STUDY_TAG, TRIAL_TAG, ParentRun, study_summary
+                                                           opened_storage, recover, storage_label)
 from lvsweep.errors import LvsweepError
 from lvsweep.interrupts import note, stop_detail
 from lvsweep.metric_names import HISTORY_METRICS
 from lvsweep.trial import PRUNED, TrialStop
+
+if TYPE_CHECKING:
+    from hydra_plugins.lvsweep_optuna_sweeper._tracking import ParentRun
 
 DIRECTIONS = ("maximize", "minimize")
 SLOTS = ("async", "batch")
@@ -45,6 +50,17 @@ PARALLEL_LAUNCHERS = "hydra/launcher=joblib, submitit_local or slurm"
 STOP_GRACE_S = 60.0  # after a stop, how long the jobs of running trials get to close their runs
 FAILURE_ATTR = "lvsweep.failure"  # user attr of a failed trial: why it failed
 PRUNED_ATTR = "lvsweep.pruned"  # user attr of a pruned trial: at which step, on which value
+Compose = Callable[[Sequence[str]], None]  # composes and validates one job's config from its overrides, or raises
+
+
+def check_directions(study_name: str, found: list[str], wanted: list[str]) -> None:
+    """A study keeps the directions it was created with: continuing it with others would mix
+    values optimised the other way."""
+    if found != wanted:
+        raise LvsweepError("hydra.sweeper.direction",
+                           f"study '{study_name}' already exists with direction(s) {', '.join(found)}; give "
+                           f"hydra.sweeper.direction={found[0] if len(found) == 1 else '[' + ','.join(found) + ']'} "
+                           "to continue it, or another hydra.sweeper.study_name")
 
 
 def normalize_directions(direction: Any) -> list[str]:
@@ -194,10 +210,10 @@ class StudySweeper:
                                f"({', '.join(objectives)}): give one direction per objective")
         return objectives or [f"objective{i}" for i in range(len(self.directions))]
 
-    def check(self, config: DictConfig) -> None:
+    def check(self, config: DictConfig) -> SearchSpace:
         """The checks that need the task's config but no storage: objectives against directions,
         the search space, the sampler and pruner, the launcher for parallel slots, the warm start
-        (the constructor has checked the settings themselves)."""
+        (the constructor has checked the settings themselves). Returns the search space."""
         objectives = self.objective_names(config)
         space = parse_search_space(self.params, list(config.hydra.overrides.task))
         check_sampler(self.sampler_cfg)
@@ -209,6 +225,45 @@ class StudySweeper:
                                                        "launcher runs one job at a time")
         for i, params in enumerate(self.enqueue):
             check_point(space, params, f"hydra.sweeper.enqueue[{i}]")
+        return space
+
+    def check_values(self, space: SearchSpace, compose: Compose) -> None:
+        """Compose and validate a trial's config for every value a searched param may take, before
+        the sweep is recorded: each choice of a categorical and both ends of a range, in turn, the
+        other params at their first such value. A choice Hydra cannot compose (an unknown group
+        option, a word for a number) or a range reaching past what the config allows is refused in
+        one line naming the param and the value, as a single run with that value would be, instead
+        of failing trials one after another (the ones that do not compose without even a run)."""
+        probes = {name: probe_values(dist) for name, dist in space.distributions.items()}
+        first = {name: values[0] for name, values in probes.items()}
+        try:
+            compose(space.trial_overrides(first))
+        except LvsweepError as exc:
+            if exc.field not in probes:
+                raise  # a fixed override's or the preset's own problem, said as a single run says it
+            raise searched_value_error(exc.field, first[exc.field], space.distributions[exc.field], exc) from exc
+        for name, values in probes.items():
+            for value in values[1:]:
+                try:
+                    compose(space.trial_overrides({**first, name: value}))
+                except LvsweepError as exc:
+                    raise searched_value_error(name, value, space.distributions[name], exc) from exc
+
+    def check_study(self, space: SearchSpace) -> None:
+        """Open the storage as the sweep will, before the sweep is recorded, and hold the study of
+        this name it may already have against this sweep: the same directions, and every searched
+        param searched as before (optuna refuses another kind of distribution, or other choices,
+        under one name). Nothing is created: a new study is made by the sweep itself."""
+        with opened_storage(self.storage_url) as storage:
+            if storage is None or self.study_name is None:
+                return
+            try:
+                study_id = storage.get_study_id_from_name(self.study_name)
+            except KeyError:  # a new study
+                return
+            check_directions(self.study_name, [d.name.lower() for d in storage.get_study_directions(study_id)],
+                             self.directions)
+            check_searched_as_before(self.study_name, storage.get_all_trials(study_id, deepcopy=False), space)
 
     def check_pruner(self, objectives: list[str]) -> None:
         if self.pruner_cfg is None:
@@ -240,15 +295,13 @@ class StudySweeper:
         study = optuna.create_study(storage=storage, study_name=self.study_name,
                                     sampler=make_sampler(self.sampler_cfg), directions=self.directions,
                                     pruner=make_pruner(self.pruner_cfg), load_if_exists=True)
-        found = [d.name.lower() for d in study.directions]
-        if found != self.directions:
-            raise LvsweepError("hydra.sweeper.direction",
-                               f"study '{study.study_name}' already exists with direction(s) {found}; "
-                               "use those or another study_name")
+        check_directions(study.study_name, [d.name.lower() for d in study.directions], self.directions)
         if study.metric_names != self.objectives:  # optuna-dashboard then names what was optimised
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ExperimentalWarning)  # stable since optuna 3.2, still flagged
                 study.set_metric_names(self.objectives)
+        from hydra_plugins.lvsweep_optuna_sweeper._tracking import ParentRun, study_summary
+
         tracker = ParentRun.find(self.config)
         tracker.describe(study, self.storage_url, self.sampler_cfg)
         recover(study, self.storage_url, tracker.client, tracker.experiment_id)
@@ -314,6 +367,8 @@ class StudySweeper:
     def _overrides(self, study: optuna.Study, trial: optuna.Trial, space: SearchSpace) -> list[str]:
         """The trial's params, tags that tie its MLflow child run to the trial, and, when the job
         has something to do for its trial (report to a pruner, keep to a time limit), the link."""
+        from hydra_plugins.lvsweep_optuna_sweeper._tracking import STUDY_TAG, TRIAL_TAG
+
         label = storage_label(self.storage_url)
         lines = [*space.trial_overrides(trial.params),
                  f"++tracking.tags.{TRIAL_TAG}={trial.number}",
@@ -422,30 +477,87 @@ class StudySweeper:
             self._tell(study, trial, Outcome(TrialState.FAIL, reason=why), None)
 
     def _tell(self, study: optuna.Study, trial: optuna.Trial, outcome: Outcome, progress: Optional[Progress]) -> bool:
-        """Record one result; True when the sampler asked to stop (its search space is exhausted)."""
-        if outcome.state != TrialState.COMPLETE:
-            trial.set_user_attr(FAILURE_ATTR if outcome.state == TrialState.FAIL else PRUNED_ATTR,
-                                outcome.reason[:2000])
+        """Record one result; True when the sampler asked to stop (its search space is exhausted).
+        A trial another worker has ended meanwhile (it failed it as stale: this worker's beats came
+        late) cannot be told any more: the job's result stays in its run, and the line says so."""
         exhausted = False
         try:
+            if outcome.state != TrialState.COMPLETE:
+                trial.set_user_attr(FAILURE_ATTR if outcome.state == TrialState.FAIL else PRUNED_ATTR,
+                                    outcome.reason[:2000])
             if outcome.state == TrialState.COMPLETE:
                 study.tell(trial, outcome.values)
             else:
                 study.tell(trial, state=outcome.state)
+        except (UpdateFinishedTrialError, ValueError):  # optuna's words for a trial already finished
+            ended = ended_elsewhere(study, trial)
+            if ended is None:
+                raise
+            shown = (f"{ended.name} already: another worker ended it, taking it for dead (its heartbeat came "
+                     f"late); not told, the job's own result stays in its run: {self._shown(outcome)}")
+            print(progress.line(study, trial, shown) if progress is not None else f"  trial {trial.number}: {shown}")
+            return False
         except RuntimeError as exc:
             # Grid-like samplers call `Study.stop()` once every point is taken; outside
             # `Study.optimize` that raises, after the trial is stored. Stop the sweep instead.
             if "Study.stop" not in str(exc):
                 raise
             exhausted = True
-        if outcome.state == TrialState.COMPLETE:
-            shown = ", ".join(f"{n} {v:.4g}" for n, v in zip(self.objectives, outcome.values or []))
-        elif outcome.state == TrialState.PRUNED:  # the reason reads "pruned at step ..."
-            shown = f"PRUNED {outcome.reason.removeprefix('pruned ')}"
-        else:
-            shown = f"FAIL ({outcome.reason})"
+        shown = self._shown(outcome)
         print(progress.line(study, trial, shown) if progress is not None else f"  trial {trial.number}: {shown}")
         return exhausted
+
+    def _shown(self, outcome: Outcome) -> str:
+        """An outcome as the progress line says it: the values, PRUNED at which step, or FAIL and why."""
+        if outcome.state == TrialState.COMPLETE:
+            return ", ".join(f"{n} {v:.4g}" for n, v in zip(self.objectives, outcome.values or []))
+        if outcome.state == TrialState.PRUNED:  # the reason reads "pruned at step ..."
+            return f"PRUNED {outcome.reason.removeprefix('pruned ')}"
+        return f"FAIL ({outcome.reason})"
+
+
+def ended_elsewhere(study: optuna.Study, trial: optuna.Trial) -> Optional[TrialState]:
+    """The state of a trial that the storage has as finished although this worker never told it
+    (another worker failed it as stale); None while it is still running."""
+    state = study._storage.get_trial(trial._trial_id).state
+    return state if state.is_finished() else None
+
+
+def probe_values(dist: BaseDistribution) -> list[Any]:
+    """The values of a distribution a trial's config is checked with: every choice, or both ends
+    of a range (optuna's bounds are inclusive), the low end first."""
+    if isinstance(dist, CategoricalDistribution):
+        return list(dist.choices)
+    low, high = dist.low, dist.high  # type: ignore[attr-defined]  # Float- and IntDistribution
+    return [low] if low == high else [low, high]
+
+
+def searched_value_error(name: str, value: Any, dist: BaseDistribution, error: LvsweepError) -> LvsweepError:
+    """The one line for a searched value that a trial's config refuses: the param, the value, why."""
+    if isinstance(dist, CategoricalDistribution):
+        where = f"with the searched choice {format_value(value)}"
+    else:
+        where = f"at the {'low' if value == dist.low else 'high'} end of the searched range, {format_value(value)}"  # type: ignore[attr-defined]
+    return LvsweepError(f"hydra.sweeper.params.{name}", f"a trial cannot run {where}: {error}")
+
+
+def check_searched_as_before(study_name: str, trials: Sequence[optuna.trial.FrozenTrial], space: SearchSpace) -> None:
+    """A param an existing study has searched must be searched the same way again: optuna refuses
+    another kind of distribution, or another set of choices, under the same name."""
+    before: dict[str, BaseDistribution] = {}
+    for trial in trials:
+        for name, dist in trial.distributions.items():
+            before.setdefault(name, dist)
+    for name, dist in space.distributions.items():
+        if name not in before:
+            continue
+        try:
+            check_distribution_compatibility(before[name], dist)
+        except ValueError as exc:
+            raise LvsweepError(f"hydra.sweeper.params.{name}",
+                               f"study '{study_name}' already searched it as {sweep_text(before[name])}, and "
+                               f"optuna cannot search it as {sweep_text(dist)} in the same study ({exc}); search "
+                               "it as before, or give another hydra.sweeper.study_name") from exc
 
 
 def check_point(space: SearchSpace, params: Mapping[str, Any], where: str) -> None:

@@ -17,6 +17,7 @@ import numpy as np
 import optuna
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
+from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 
 from hydra_plugins.lvsweep_optuna_sweeper._storage import storage_label
@@ -161,7 +162,9 @@ class ParentRun:
         """Give each of `trials` (launched, not yet told) the user attribute `mlflow_run_id` of its
         run; returns {trial number: run id}. One search of the store per batch: the store is shared
         by every launcher, unlike a job's output directory, and a job's return value is the
-        objective the sampler reads. A trial whose job recorded no run gets no attribute."""
+        objective the sampler reads. A trial whose job recorded no run gets no attribute, nor does
+        one another worker has ended meanwhile (optuna keeps a finished trial as it is); its run
+        still names it in its tags."""
         if self.client is None or self.experiment_id is None or not trials:
             return {}
         name = study.study_name.replace("'", "\\'")
@@ -174,9 +177,13 @@ class ParentRun:
         found: dict[int, str] = {}
         for trial in trials:
             run_id = by_number.get(str(trial.number))
-            if run_id is not None:
+            if run_id is None:
+                continue
+            try:
                 trial.set_user_attr(RUN_ID_ATTR, run_id)
-                found[trial.number] = run_id
+            except UpdateFinishedTrialError:
+                continue
+            found[trial.number] = run_id
         return found
 
     def best_metrics(self, study: optuna.Study) -> dict[str, float]:

@@ -2,16 +2,21 @@
 
 The parent's id travels to the jobs in an environment variable, which in-process launchers see
 directly and process-based launchers inherit when they start their workers.
+
+Before the parent opens, the callback checks what can be checked up front: every swept value
+composes (and, for a search, validates) into a job's config, and the Optuna sweeper's settings and
+storage hold, so bad input is refused with nothing recorded.
 """
 from __future__ import annotations
 
 import math
 import os
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from lvsweep.cli import register_resolvers
 from lvsweep.errors import LvsweepError
 from lvsweep.metric_names import ALIGN_ANTICORRELATION, ALIGN_EXCESS, ALIGN_PEARSON, ALIGN_PVALUE, ALIGN_SPEARMAN, ALIGN_TRAINING_GAIN, PERTURB_LOW_OVER_HIGH, VAL_LOSS, VAL_NOISY_MSE, VAL_R2
 
@@ -19,10 +24,14 @@ if TYPE_CHECKING:
     from lvsweep.tracking.runs import RunRecorder
 
 OPTUNA_SWEEPER = "hydra_plugins.lvsweep_optuna_sweeper."
+BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 SWEPT_TAG = "lvsweep.swept"  # comma-separated params that vary across the sweep's child runs
 SWEPT_METRIC = "swept/"  # + param: a numeric swept param again, as a metric the UI can plot and rounds
 FAILED_JOBS: list[str] = []  # read by the entry point to choose the exit status
 ACTIVE: list["MlflowSweepCallback"] = []  # the sweep under way, for the entry point to close on a fault
+# A launcher's worker resolves its job's directory from the sweep's config in a process of its own,
+# which imports this module when it receives the sweep's callbacks (Hydra ships them to every job).
+register_resolvers()
 
 
 class SweepAborted(BaseException):
@@ -47,15 +56,20 @@ class MlflowSweepCallback(Callback):
 
     def _open_parent(self, config: DictConfig) -> None:
         from lvsweep.tracking.stores import check_reachable
-        from lvsweep.tracking.runs import PARENT_RUN_ENV, RunRecorder, open_store, resolve_uri
 
-        if str(config.hydra.sweeper.get("_target_", "")).startswith(OPTUNA_SWEEPER):
-            from hydra_plugins.lvsweep_optuna_sweeper.lvsweep_optuna_sweeper import check_settings
+        target = str(config.hydra.sweeper.get("_target_", ""))
+        if target.startswith(OPTUNA_SWEEPER):  # Hydra builds the sweeper only after this callback
+            from hydra_plugins.lvsweep_optuna_sweeper.lvsweep_optuna_sweeper import check_before_recording
 
-            check_settings(config)  # Hydra builds the sweeper only after this callback
-        storage = config.hydra.sweeper.get("storage")  # a database-backed sweeper's study
-        if isinstance(storage, str):
-            check_reachable(storage, "hydra.sweeper.storage")  # before anything is recorded
+            check_before_recording(config, lambda overrides: compose_job(config, overrides, validated=True))
+        else:
+            if target == BASIC_SWEEPER:
+                check_swept_values(config)
+            storage = config.hydra.sweeper.get("storage")  # another database-backed sweeper's study
+            if isinstance(storage, str):
+                check_reachable(storage, "hydra.sweeper.storage")  # before anything is recorded
+        from lvsweep.tracking.runs import PARENT_RUN_ENV, RunRecorder, open_store, resolve_uri  # MLflow: seconds
+
         client, experiment_id = open_store(resolve_uri(config.tracking.uri), config.tracking.experiment)
         overrides = " ".join(config.hydra.overrides.task)
         self.parent = RunRecorder(client, experiment_id, run_name=f"sweep {overrides}".strip(),
@@ -100,6 +114,76 @@ class MlflowSweepCallback(Callback):
         close_lost_children(self.parent.client, self.experiment_id, self.parent.run_id, status,
                             "lost: the job's process ended without closing its run (killed, or dropped by "
                             "the launcher)", all_jobs_returned, own_reason)
+
+
+def compose_job(config: DictConfig, overrides: Sequence[str], validated: bool) -> None:
+    """Compose one job's config from the sweep's config and the job's overrides as its launcher
+    will (Hydra's `load_sweep_config`), and, `validated`, check it as the job will; an error is
+    raised as the one line a single run with these overrides would give."""
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException
+    from omegaconf import open_dict
+    from omegaconf.errors import OmegaConfBaseException
+
+    from lvsweep.cli import one_line
+    from lvsweep.config import validate
+
+    try:
+        job = GlobalHydra.instance().config_loader().load_sweep_config(config, list(overrides))
+        if validated:
+            with open_dict(job):
+                del job["hydra"]
+            validate(job)
+    except (HydraException, OmegaConfBaseException) as exc:
+        field, _, problem = one_line(exc).partition(": ")
+        raise LvsweepError(field, problem) from exc
+
+
+def check_swept_values(config: DictConfig) -> None:
+    """A plain multirun's jobs must compose: Hydra's basic sweeper composes each batch once the
+    sweep is recorded, and one value it cannot compose (an unknown group option, a word for a
+    number) stops the whole sweep there. So each swept value is composed here first, in turn, the
+    other swept keys at their first value (a range at both ends), and refused in the line a single
+    run gives. A value that composes but is out of range is left to its job, which records a
+    FAILED run saying why while the other jobs go on."""
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import RangeSweep
+    from hydra.errors import HydraException
+
+    from hydra_plugins.lvsweep_optuna_sweeper._edits import value_text
+
+    batch = config.hydra.sweeper.get("max_batch_size")
+    if batch is not None and not batch >= 1:  # Hydra asserts it only once the sweep is recorded
+        raise LvsweepError("hydra.sweeper.max_batch_size", f"must be a number of jobs >= 1, or null for all jobs "
+                                                           f"in one batch, got {batch}")
+    params = config.hydra.sweeper.get("params") or {}
+    lines = [(f"hydra.sweeper.params.{key}", f"{key}={value}") for key, value in params.items()]
+    lines += [(line.partition("=")[0].lstrip("~+"), line) for line in config.hydra.overrides.task]
+    parser = OverridesParser.create(config_loader=GlobalHydra.instance().config_loader())
+    axes: dict[str, list[str]] = {}  # as the basic sweeper reads them: a later override of a key wins
+    for field, line in lines:
+        try:  # the sweeper's params are text Hydra parses only once the sweep is recorded
+            override = parser.parse_override(line)
+        except HydraException as exc:
+            raise LvsweepError(field, " ".join(str(exc).split())) from exc
+        key = override.get_key_element()
+        if not override.is_sweep_override():
+            axes[key] = [f"{key}={override.get_value_element_as_str()}"]
+            continue
+        if not override.is_discrete_sweep():
+            raise LvsweepError(override.key_or_group,
+                               f"{value_text(override.value())} is a range of real numbers, which only a "
+                               "search samples (search=optuna); a plain multirun takes a list of values: a,b,c, "
+                               "choice(a, b), range(start, stop, step) or glob(pattern)")
+        values = [f"{key}={value}" for value in override.sweep_string_iterator()]
+        if values:  # an empty range gives no jobs at all
+            axes[key] = values[:1] + values[-1:] if isinstance(override.value(), RangeSweep) else values
+    first = [values[0] for values in axes.values()]
+    compose_job(config, first, validated=False)
+    for i, values in enumerate(axes.values()):
+        for value in values[1:]:
+            compose_job(config, [*first[:i], value, *first[i + 1:]], validated=False)
 
 
 def close_gone_jobs() -> None:
