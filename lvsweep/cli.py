@@ -227,6 +227,12 @@ def run_command() -> None:
         print(f"lvsweep: {interrupts.stop_reason()}", file=sys.stderr)
         sys.exit(interrupts.exit_status())
     except Exception as exc:  # the launcher itself failed (a worker process was killed, ...)
+        if isinstance(exc, OSError) and exc.filename is not None:  # the outputs' folder cannot be made
+            field = "hydra.sweep.dir" if ACTIVE else "hydra.run.dir"
+            line = (f"{field}: cannot write {exc.filename} ({exc.strerror}), where this command keeps its "
+                    "outputs; move what is in the way, free space, or set it to another folder")
+            close_open_sweep("FAILED", RuntimeError(line))
+            exit_with_error(line)
         if not ACTIVE:
             raise
         reason = f"the launcher stopped: {type(exc).__name__}: {one_line(exc)}"

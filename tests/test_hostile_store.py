@@ -1,5 +1,5 @@
 """A store that fails, through the real CLI: not a database, damaged, in the way of a file, on a
-full disk, half made by an older version. Each is one line naming `tracking.uri`, and nothing the
+full disk, half made by an older version; and an outputs folder that cannot be made. Each is one line naming `tracking.uri`, and nothing the
 store held is changed; a store on a full disk still gets its run closed, with the reason."""
 from __future__ import annotations
 
@@ -54,6 +54,10 @@ def notes_file(cwd: Path) -> None:
     (cwd / "notes.txt").write_text("x\n")
 
 
+def outputs_is_a_file(cwd: Path) -> None:
+    (cwd / "outputs").write_text("x\n")
+
+
 def read_only_store_folder(cwd: Path) -> None:
     os.chmod(cwd / "mlruns", 0o555)
 
@@ -76,6 +80,11 @@ ROWS = [
     Row(("-m", "search=optuna", "hydra.sweeper.n_trials=1", *QUICK_SWEEP), STORE, setup=text_store, seeded=False,
         says="not a SQLite database", label="study, text file as the store"),
     Row(("-m", "noise=0,1", *QUICK_SWEEP), STORE, setup=truncated_store, label="sweep, truncated store"),
+    # the outputs' folder, beside the store: a single run is refused before its run opens; a sweep
+    # makes its folder once its parent is open, which then records why it failed
+    Row(tuple(QUICK), "hydra.run.dir", setup=outputs_is_a_file, says="Not a directory", label="outputs is a file"),
+    Row(("-m", "noise=0,1", *QUICK_SWEEP), "hydra.sweep.dir", setup=outputs_is_a_file, expects_run="FAILED",
+        label="sweep, outputs is a file"),
 ]
 if os.geteuid() != 0:  # root writes through permissions
     ROWS.append(Row(tuple(QUICK), STORE, setup=read_only_store_folder, says="cannot write in",
