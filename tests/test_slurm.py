@@ -155,9 +155,9 @@ def test_time_limits_without_and_with_requeue(slurm_cluster: SlurmCluster, tmp_p
     once, twice = tmp_path / "once", tmp_path / "twice"
     once.mkdir()
     twice.mkdir()
-    plain = start_sweep(slurm_cluster, once, "noise=0", LONG, *LIMIT)
-    # SLURM may send the USR2 up to a minute before its time: with a 1-minute limit it can land
-    # before a job on a busy node has opened its run, so the run that is requeued has 2 minutes.
+    # 2-minute limits: SLURM may send the USR2 up to a minute before its time, and on a busy node a
+    # job may not have opened its run a minute after it started.
+    plain = start_sweep(slurm_cluster, once, "noise=0", LONG, *LIMIT, "hydra.launcher.timeout_min=2")
     requeue = start_sweep(slurm_cluster, twice, "noise=0", LONG, *LIMIT, "hydra.launcher.timeout_min=2",
                           "hydra.launcher.max_num_timeout=1")
     submitted(twice, requeue)
@@ -174,7 +174,7 @@ def test_time_limits_without_and_with_requeue(slurm_cluster: SlurmCluster, tmp_p
 
     [run] = child_runs(once)
     job = run.data.tags[JOB_TAG]
-    assert run.info.status == "KILLED"
+    assert run.info.status == "KILLED", run.data.tags.get("lvsweep.error")
     assert run.data.tags["lvsweep.error"] == f"time limit: SLURM job {job} reached its time limit (hydra.launcher.timeout_min)"
     assert run.data.metrics and slurm_cluster.final_state(job) == "TIMEOUT"
 
