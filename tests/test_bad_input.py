@@ -19,7 +19,7 @@ from lvsweep.config.keys import MODEL_SCHEMAS
 from lvsweep.config.schema import LvsweepConfig, ModelConfig
 from lvsweep.errors import LvsweepError
 from helpers.overrides import QUICK
-from helpers.table import Row, check_rows, seed_store
+from helpers.table import Row, check_rows
 
 OPTUNA = ("-m", "search=optuna", "hydra.sweeper.n_trials=1", *QUICK)
 
@@ -91,11 +91,6 @@ ROWS = [
         expects_run="FAILED", says="mu=1e+06"),
     Row((*QUICK, "noise.level=1e300"), "train/loss", expects_run="FAILED"),
 ]
-@pytest.fixture(scope="module")
-def seeded_store(tmp_path_factory) -> Path:
-    return seed_store(tmp_path_factory.mktemp("seed"))
-
-
 def test_every_bad_input_is_one_line_naming_the_field(seeded_store: Path, tmp_path: Path):
     assert len(ROWS) >= 30
     failures = check_rows(ROWS, seeded_store, tmp_path)

@@ -25,7 +25,7 @@ from lvsweep.errors import LvsweepError
 from lvsweep.estimation.observed import MAX_LINE_CHARS, MAX_LINES, MAX_ROWS, load_series
 from lvsweep.estimation.priors import Prior, mass_inside
 from helpers.cli import cli_env, run_cli
-from helpers.table import Row, check_rows, seed_store
+from helpers.table import Row, check_rows
 
 AS_ROOT = os.geteuid() == 0  # root reads a chmod 000 file; /proc/self/mem then stands in as unreadable
 HEADER = "t,prey,predator"
@@ -126,11 +126,6 @@ ROWS = [
     Row(("--tracking-uri", "http://127.0.0.1:9", "--out", "taken"), "--out", setup=out_is_a_file,
         module="lvsweep.report", label="both bad: --out first"),
 ]
-
-
-@pytest.fixture(scope="module")
-def seeded_store(tmp_path_factory) -> Path:
-    return seed_store(tmp_path_factory.mktemp("seed"))
 
 
 def test_every_hostile_input_is_one_line_naming_the_field(seeded_store: Path, tmp_path: Path):

@@ -14,7 +14,7 @@ import pytest
 from helpers.cli import error_line, finish_cli, run_cli, start_cli
 from helpers.overrides import QUICK, QUICK_SWEEP
 from helpers.store import all_runs, wait_for_run
-from helpers.table import Row, check_rows, seed_store, store_runs
+from helpers.table import Row, check_rows, store_runs
 
 DB = Path("mlruns") / "mlflow.db"
 
@@ -89,11 +89,6 @@ ROWS = [
 if os.geteuid() != 0:  # root writes through permissions
     ROWS.append(Row(tuple(QUICK), STORE, setup=read_only_store_folder, says="cannot write in",
                     label="read-only store folder"))
-
-
-@pytest.fixture(scope="module")
-def seeded_store(tmp_path_factory) -> Path:
-    return seed_store(tmp_path_factory.mktemp("seed"))
 
 
 def test_a_store_that_fails_is_one_line_and_stays_as_it_was(seeded_store: Path, tmp_path: Path):

@@ -13,7 +13,6 @@ import subprocess
 from pathlib import Path
 
 import optuna
-import pytest
 import yaml
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.exceptions import UpdateFinishedTrialError
@@ -22,7 +21,7 @@ from optuna.trial import FrozenTrial, TrialState, create_trial
 from helpers.cli import finish_all, finish_cli, start_cli
 from helpers.overrides import QUICK
 from helpers.store import all_runs, live_trials, load_study, wait_until
-from helpers.table import Row, check_rows, seed_store
+from helpers.table import Row, check_rows
 
 OPTUNA = ("-m", "search=optuna", "hydra.sweeper.n_trials=1", *QUICK)
 STORAGE = "hydra.sweeper.storage"
@@ -75,11 +74,6 @@ ROWS = [
         "hydra.sweeper.grace_period", says="at least 2 x"),
     Row((*OPTUNA, "hydra.sweeper.grace_period=60"), "hydra.sweeper.grace_period", says="(120 s)"),  # 60 s beats
 ]
-
-
-@pytest.fixture(scope="module")
-def seeded_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return seed_store(tmp_path_factory.mktemp("seed"))
 
 
 def test_hostile_sweeps_are_refused_before_anything_is_recorded(seeded_store: Path, tmp_path: Path):
