@@ -68,10 +68,16 @@ def run_job(cfg: DictConfig) -> float | list[float] | TrialStop:
         validate(cfg)
         plain = plain_config(cfg)
         link = TrialLink.of(plain.tracking.pop("trial", None))  # the sweeper's, not the run's config
+        replay_of = plain.tracking.pop("replay_of", None)
+        if replay_of is not None:
+            from lvsweep.tracking.replay import recorded_config
+
+            plain = recorded_config(plain, str(replay_of))
+            validate(plain)
         from lvsweep.tracking.runs import PARENT_RUN_ENV
 
         parent = os.environ.get(PARENT_RUN_ENV) if multirun else None
-        recorder = open_run(plain, run_name(cfg, multirun), parent)
+        recorder = open_run(plain, run_name(plain, multirun), parent)
         log_config_params(recorder, plain)
         record_config(recorder, plain, out_dir)
         # The orbit first (cached for the pipeline): an ODE that blows up or exceeds its bounds fails
@@ -137,7 +143,20 @@ def open_run(plain: DictConfig, name: str, parent: Optional[str]) -> RunRecorder
     from lvsweep.tracking.runs import RunRecorder, open_store, resolve_uri
 
     client, experiment_id = open_store(resolve_uri(plain.tracking.uri), plain.tracking.experiment)
-    return RunRecorder(client, experiment_id, name, parent, tags=dict(plain.tracking.tags))
+    return RunRecorder(client, experiment_id, name, parent, tags={**data_tags(plain), **plain.tracking.tags})
+
+
+def data_tags(plain: DictConfig) -> dict[str, str]:
+    """The observed-data file a run reads, by absolute path and checksum when the run starts, so
+    that a replay reads the same file and refuses one that has changed."""
+    from lvsweep.tracking import provenance
+
+    if str(plain.data.source) != "csv" or not plain.data.path:
+        return {}
+    path = Path(os.path.expanduser(str(plain.data.path))).absolute()
+    if not path.is_file():  # the reader names data.path and says what is wrong with it
+        return {}
+    return {provenance.DATA_FILE_TAG: str(path), provenance.DATA_SHA_TAG: provenance.sha256(path)}
 
 
 def log_config_params(recorder: RunRecorder, plain: DictConfig) -> None:
@@ -165,6 +184,7 @@ def record_failed_job(cfg: DictConfig, name: str) -> Optional[RunRecorder]:
     try:
         plain = plain_config(cfg)
         plain.tracking.pop("trial", None)
+        plain.tracking.pop("replay_of", None)
         recorder = open_run(plain, name, os.environ.get(PARENT_RUN_ENV))
         log_config_params(recorder, plain)
         return recorder

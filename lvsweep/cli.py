@@ -184,8 +184,10 @@ def main() -> None:
         print(help_text())
         return
     from lvsweep import interrupts
+    from lvsweep.tracking.provenance import mark_command
 
     interrupts.install()
+    mark_command()  # for every run of this command, in whatever worker or scheduler job it opens
     try:
         run_command()
     except KeyboardInterrupt as exc:  # outside the task: nothing of ours is open

@@ -278,6 +278,9 @@ class TrackingConfig:
     # Set by the Optuna sweeper, never by hand: the trial this job runs (storage, study, number,
     # pruner, monitor, timeout). Kept out of the run's params and config.yaml.
     trial: Dict[str, Any] = field(default_factory=dict)
+    # Set by `python -m lvsweep.replay`: the id of a recorded run whose config.yaml this job runs
+    # again instead of the composed one (its own tracking settings kept). Not logged as a param.
+    replay_of: Optional[str] = None
 
 
 @dataclass

@@ -11,6 +11,7 @@ import os
 import socket
 import sqlite3
 import sys
+import tempfile
 import time
 from contextlib import closing
 from pathlib import Path
@@ -22,6 +23,7 @@ from mlflow.tracking import MlflowClient
 from sqlalchemy.exc import SQLAlchemyError
 
 from lvsweep import interrupts, slurm
+from lvsweep.tracking import provenance
 from lvsweep.errors import LvsweepError
 from lvsweep.tracking.processes import process_gone, process_stamp
 from lvsweep.tracking.stores import (check_reachable, check_sqlite_place, create_sqlite, creation_lock, mask_password,
@@ -230,7 +232,8 @@ class RunRecorder:
     def __init__(self, client: MlflowClient, experiment_id: str, run_name: Optional[str],
                  parent_run_id: Optional[str] = None, tags: Optional[Mapping[str, str]] = None,
                  flush_every_s: float = 3.0) -> None:
-        all_tags = {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid()), **slurm.run_tags(), **(tags or {})}
+        all_tags = {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid()), **provenance.run_tags(),
+                    **slurm.run_tags(), **(tags or {})}
         stamp = process_stamp(os.getpid())
         if stamp is not None:
             all_tags[START_TAG] = stamp
@@ -243,6 +246,7 @@ class RunRecorder:
         self.closed = False
         self._pending: list[Metric] = []
         self._last_flush = time.monotonic()
+        self._provenance_logged = False
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         write_batch(self.client, self.run_id, params=params)
@@ -290,6 +294,7 @@ class RunRecorder:
             return
         try:
             self.flush()
+            self.log_provenance()
         except Exception as exc:
             lost = f"{len(self._pending)} metric value(s) could not be written ({first_line(exc)})"
             self._pending = []
@@ -303,6 +308,16 @@ class RunRecorder:
             self._close(status or "FAILED", describe_error(error))
         else:
             self._close(status or "FINISHED", None)
+
+    def log_provenance(self) -> None:
+        """`environment.json` (and `code.diff` for a source tree with uncommitted changes) at the
+        artifact root, written as the run closes, when its job has loaded what it computes with."""
+        if self._provenance_logged:
+            return
+        with tempfile.TemporaryDirectory(prefix="lvsweep-provenance-") as folder:
+            files = provenance.write_files(Path(folder))
+            self.log_artifacts(files, Path(folder))
+        self._provenance_logged = True
 
     def _close(self, status: str, reason: Optional[str], why: Optional[BaseException] = None) -> None:
         try:

@@ -68,13 +68,19 @@ class MlflowSweepCallback(Callback):
             storage = config.hydra.sweeper.get("storage")  # another database-backed sweeper's study
             if isinstance(storage, str):
                 check_reachable(storage, "hydra.sweeper.storage")  # before anything is recorded
+        from lvsweep.tracking.provenance import REPLAY_TAG
+        from lvsweep.tracking.replay import REPLAY_PARENT_ENV
         from lvsweep.tracking.runs import PARENT_RUN_ENV, RunRecorder, open_store, resolve_uri  # MLflow: seconds
 
         client, experiment_id = open_store(resolve_uri(config.tracking.uri), config.tracking.experiment)
         overrides = " ".join(config.hydra.overrides.task)
-        self.parent = RunRecorder(client, experiment_id, run_name=f"sweep {overrides}".strip(),
+        name, tags = f"sweep {overrides}".strip(), {}
+        replayed = os.environ.get(REPLAY_PARENT_ENV)
+        if replayed:  # python -m lvsweep.replay --all: the replay of a sweep, named after it
+            name, tags = f"replay of {client.get_run(replayed).info.run_name}", {REPLAY_TAG: replayed}
+        self.parent = RunRecorder(client, experiment_id, run_name=name,
                                   tags={"lvsweep.kind": "sweep", "lvsweep.overrides": overrides,
-                                        "lvsweep.sweep_dir": str(config.hydra.sweep.dir)})
+                                        "lvsweep.sweep_dir": str(config.hydra.sweep.dir), **tags})
         self.experiment_id = experiment_id
         os.environ[PARENT_RUN_ENV] = self.parent.run_id
         ACTIVE[:] = [self]
