@@ -17,7 +17,6 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from lvsweep import __version__
 from lvsweep.config import CONF_MODULE, validate
 from lvsweep.errors import LvsweepError, exit_with_error
 from lvsweep.trial import PRUNED, PRUNED_TAG, TrialLink, TrialStop, TrialStopped
@@ -218,8 +217,10 @@ def print_summary(result: RunResult, run_id: str, experiment_id: str, cfg: DictC
     observed = str(cfg.data.source) != "simulated"
     data = (f"data {cfg.data.source}" + (f" ({cfg.data.path})" if cfg.data.path else "") if observed
             else f"noise {cfg.noise.kind} {cfg.noise.level:g}")
+    from lvsweep.tracking.provenance import origin, run_tags
+
     lines = [
-        f"\nlvsweep {__version__} · {cfg.system.name} · {data} · "
+        f"\n{origin(run_tags())} · {cfg.system.name} · {data} · "
         f"model {cfg.model.name} · seed {cfg.seed} · replicates {cfg.replicates}",
         *estimate_lines(m, cfg),
         f"  attention vs {measure}:  Pearson r = {m[ALIGN_PEARSON]:+.3f}   "

@@ -76,7 +76,7 @@ def test_every_kind_of_run_carries_its_version_commit_command_and_environment(re
                                                             str(recorded / "env" / run.info.run_id))).read_text())
             assert env["python"] == platform.python_version() and env["lvsweep"] == __version__
             assert env["packages"]["optuna"] and env["packages"]["mlflow"] and env["packages"]["torch"]
-            assert any(lib["user_api"] == "blas" and lib.get("architecture") for lib in env["blas"]), env["blas"]
+            assert any(lib["user_api"] == "blas" and lib.get("architecture") for lib in env["blas"].values()), env["blas"]
             if kind in ("single", "sweep child", "study trial"):  # a job that trained: torch was loaded
                 assert env["torch"]["threads"] >= 1 and env["torch"]["cpu_capability"], env["torch"]
 
@@ -91,6 +91,21 @@ def test_a_wheel_install_records_its_version_alone(tmp_path, monkeypatch):
         provenance.source_state.cache_clear()
     assert tags[provenance.VERSION_TAG] == __version__
     assert provenance.COMMIT_TAG not in tags and provenance.DIRTY_TAG not in tags
+
+
+def test_environments_differ_by_what_sets_the_numbers():
+    """A replay under other threads or another BLAS kernel is judged within a tolerance, and says
+    which leaf differs; another host name or CPU count alone does not make bits differ."""
+    here = provenance.environment()
+    assert provenance.numerically_same(here, json.loads(json.dumps(here)))
+    other = json.loads(json.dumps(here))
+    other["cpu_count"], other["platform"] = 64, "elsewhere"
+    assert provenance.numerically_same(here, other)
+    (name, lib), *_ = here["blas"].items()
+    other["blas"][name] = {**lib, "num_threads": lib["num_threads"] + 1}
+    assert not provenance.numerically_same(here, other)
+    assert f"blas.{name}.num_threads: {lib['num_threads']} → {lib['num_threads'] + 1}" in \
+        provenance.environment_differences(here, other)
 
 
 def test_a_single_run_replays_bit_for_bit(recorded):
@@ -182,3 +197,28 @@ def test_a_run_that_cannot_be_replayed_is_one_line_and_exit_2(recorded, tmp_path
     proc = run_cli(tmp_path, observed.info.run_id, module="lvsweep.replay")  # the real command, once
     assert "which is gone" in error_line(proc)
     assert len(all_runs(tmp_path)) == len(all_runs(recorded)) + 3  # nothing was run
+
+
+@pytest.mark.slow
+def test_a_run_of_observed_data_replays_from_anywhere_and_refuses_a_changed_file(tmp_path):
+    """The data file is found where the run read it (a relative data.path, replayed from another
+    directory), and checked against the checksum recorded when the run started."""
+    from test_estimation_cli import FAST_FIT, lv_csv
+
+    cwd, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    cwd.mkdir(), elsewhere.mkdir()
+    csv = lv_csv(cwd / "obs.csv")
+    proc = run_cli(cwd, "data=csv", "data.path=obs.csv", "data.time=time", "data.states=[rabbits,foxes]", *QUICK_SWEEP, *FAST_FIT,
+                   "analysis.figures=false", "tracking.run_name=observed")
+    assert proc.returncode == 0, proc.stderr
+    (run,) = all_runs(cwd)
+    assert run.data.tags[provenance.DATA_FILE_TAG] == str(csv)
+    assert run.data.tags[provenance.DATA_SHA_TAG] == provenance.sha256(csv)
+    uri = f"sqlite:///{cwd}/mlruns/mlflow.db"
+    proc = run_cli(elsewhere, run.info.run_id, "--tracking-uri", uri, module="lvsweep.replay")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "estimate/seconds" in proc.stdout and "not compared (wall time)" in proc.stdout
+    assert "0 differ: reproduces" in proc.stdout
+    csv.write_text(csv.read_text().replace("\n1,", "\n1.0,", 1))
+    proc = run_cli(elsewhere, run.info.run_id, "--tracking-uri", uri, module="lvsweep.replay")
+    assert "which has changed since" in error_line(proc)

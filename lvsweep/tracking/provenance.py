@@ -19,7 +19,7 @@ import sys
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
 
 import lvsweep
 
@@ -147,13 +147,14 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def _blas() -> list[dict[str, Any]]:
-    """Each BLAS and OpenMP library loaded, with the kernel it chose for this CPU (threadpoolctl)."""
+def _blas() -> dict[str, dict[str, Any]]:
+    """Each BLAS and OpenMP library loaded, by '<library> <version>', with the kernel it chose for
+    this CPU and its threads (threadpoolctl). numpy and scipy may each bring their own OpenBLAS."""
     from threadpoolctl import threadpool_info
 
-    keep = ("user_api", "internal_api", "version", "architecture", "threading_layer", "num_threads")
-    return sorted(({k: lib[k] for k in keep if k in lib} for lib in threadpool_info()),
-                  key=lambda lib: (str(lib.get("user_api")), str(lib.get("internal_api"))))
+    keep = ("user_api", "architecture", "threading_layer", "num_threads")
+    return {f"{lib['internal_api']} {lib.get('version') or ''}".strip(): {k: lib[k] for k in keep if k in lib}
+            for lib in sorted(threadpool_info(), key=lambda lib: (lib["internal_api"], str(lib.get("version"))))}
 
 
 def _torch() -> Optional[dict[str, Any]]:
@@ -211,23 +212,33 @@ def sha256(path: Path) -> str:
 
 
 def environment_differences(recorded: dict[str, Any], current: dict[str, Any]) -> list[str]:
-    """'key: recorded → current' for each entry that differs, numeric ones first."""
-    keys = [*NUMERIC_ENVIRONMENT, *sorted(set(recorded) | set(current))]
-    out, seen = [], set()
-    for key in keys:
-        if key in seen:
-            continue
-        seen.add(key)
-        a, b = recorded.get(key), current.get(key)
-        if a == b:
-            continue
-        if isinstance(a, dict) and isinstance(b, dict):
-            out += [f"{key}.{k}: {a.get(k)} → {b.get(k)}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
-        else:
-            out.append(f"{key}: {json.dumps(a)} → {json.dumps(b)}")
+    """'key: recorded → current' for each leaf that differs (`blas.openblas 0.3.30.num_threads: 2 → 1`)."""
+    a, b = _leaves(recorded), _leaves(current)
+    return [f"{key}: {json.dumps(a.get(key))} → {json.dumps(b.get(key))}"
+            for key in sorted(set(a) | set(b)) if a.get(key) != b.get(key)]
+
+
+def _leaves(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(tree, dict) or not tree:
+        return {prefix: tree}
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        out.update(_leaves(value, f"{prefix}.{key}" if prefix else str(key)))
     return out
 
 
 def numerically_same(recorded: dict[str, Any], current: dict[str, Any]) -> bool:
     """True when nothing that sets the numbers differs between two environments."""
     return all(recorded.get(k) == current.get(k) for k in NUMERIC_ENVIRONMENT)
+
+
+def origin(tags: Mapping[str, str]) -> str:
+    """The code a run was recorded with, in words: 'lvsweep 0.1.0 at commit 1a2b3c4d5e6f'."""
+    version = tags.get(VERSION_TAG)
+    if version is None:
+        return "an lvsweep that did not record its version"
+    commit = tags.get(COMMIT_TAG)
+    if commit is None:
+        return f"lvsweep {version} (installed, not a git checkout)"
+    dirty = " with uncommitted changes (its code.diff)" if tags.get(DIRTY_TAG) == "true" else ""
+    return f"lvsweep {version} at commit {commit[:12]}{dirty}"

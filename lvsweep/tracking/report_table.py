@@ -105,7 +105,25 @@ def _intro(parent: Any, factors: list[str], groups: list[Group], quote: str) -> 
     """(title, run id, sentence after the run id) for both formats; `quote` marks a param name."""
     return (f"Ablation report: {parent.info.run_name}", parent.info.run_id,
             f"{sum(len(g.runs) for g in groups)} finished runs grouped by "
-            f"{', '.join(f'{quote}{f}{quote}' for f in factors) or 'nothing (no param varies)'}.")
+            f"{', '.join(f'{quote}{f}{quote}' for f in factors) or 'nothing (no param varies)'}. "
+            f"{recorded_with(parent, groups, quote)}")
+
+
+def recorded_with(parent: Any, groups: list[Group], quote: str) -> str:
+    """Which code, command and day the numbers come from; the runs' own code where it differs."""
+    from datetime import datetime, timezone
+
+    from lvsweep.tracking.provenance import COMMAND_TAG, origin
+
+    tags = parent.data.tags
+    started = datetime.fromtimestamp(parent.info.start_time / 1000, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    command = tags.get(COMMAND_TAG)
+    line = (f"Recorded with {origin(tags)}" + (f" by {quote}{command}{quote}" if command else "")
+            + f", started {started}.")
+    others = sorted({origin(r.data.tags) for g in groups for r in g.runs} - {origin(tags)})
+    if others:
+        line += f" Some runs were recorded with other code: {'; '.join(others)}."
+    return line
 
 
 def markdown(parent: Any, factors: list[str], groups: list[Group], left_out: str, plot: str,

@@ -106,6 +106,9 @@ class MlflowSweepCallback(Callback):
         os.environ.pop(PARENT_RUN_ENV, None)
         ACTIVE.clear()
         print(format_table(children, self.parent.run_id))
+        from lvsweep.tracking.provenance import origin
+
+        print(f"  recorded with {origin(self.parent.client.get_run(self.parent.run_id).data.tags)}")
         uri = resolve_uri(config.tracking.uri)
         print(f"  browse with: mlflow ui --backend-store-uri {uri}\n"
               f"    then open {ui_link(self.experiment_id)}  (the sweep's runs fold under {self.parent.run_id[:8]})")
