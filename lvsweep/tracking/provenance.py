@@ -219,7 +219,7 @@ def environment_differences(recorded: dict[str, Any], current: dict[str, Any]) -
 
 
 def _leaves(tree: Any, prefix: str = "") -> dict[str, Any]:
-    if not isinstance(tree, dict) or not tree:
+    if not isinstance(tree, dict):
         return {prefix: tree}
     out: dict[str, Any] = {}
     for key, value in tree.items():
