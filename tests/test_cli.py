@@ -180,8 +180,9 @@ def test_multirun_prints_one_line_per_job_and_an_aligned_fixed_decimal_table(noi
     assert len(job_lines) == 2 and all("gain " in line and "(input " in line and "R² " in line for line in job_lines)
     assert "⇒" in job_lines[0] and "beats no baseline" in job_lines[0]
     table = out[out.index("sweep parent run"):out.index("  browse with: mlflow ui")].splitlines()[1:]
-    header, rows = table[0], table[1:]
+    header, rows, recorded = table[0], table[1:-1], table[-1]
     assert len(rows) == 3
+    assert re.fullmatch(r"  recorded with lvsweep \S+ at commit [0-9a-f]{12}( with uncommitted changes \(its code\.diff\))?", recorded), recorded
     for name in ("excess", "p", "gain", "input mse", "R²"):
         assert f" {name}" in header
     # Right-aligned: every row ends where the header does, and numbers have exactly three decimals.

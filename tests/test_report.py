@@ -95,7 +95,7 @@ def test_a_group_options_defaults_follow_the_choice_but_a_swept_field_stays_a_fa
 def _trial(lr: float, noise: float, rho: float) -> SimpleNamespace:
     metrics = {metric: rho for _, metric in COLUMNS}
     return SimpleNamespace(data=SimpleNamespace(params={"model.lr": repr(float(lr)), "noise.level": "2.0", "replicates": "1"},
-                                                metrics=metrics),
+                                                metrics=metrics, tags={}),
                            info=SimpleNamespace(run_id="x", run_name="x", status="FINISHED"))
 
 
@@ -112,7 +112,8 @@ def test_a_continuous_param_is_grouped_into_quantile_bins_with_readable_edges():
         assert all(float(r.data.params["model.lr"]) <= high * (1 + 1e-3) for r in g.runs)
         assert len(g.params["model.lr"]) < 25  # %.3g edges, not repr
     assert [_low(g) for g in groups] == sorted(_low(g) for g in groups)  # ordered by value, not as text
-    md = markdown(SimpleNamespace(info=SimpleNamespace(run_name="s", run_id="p")), ["model.lr"], groups, [],
+    parent = SimpleNamespace(info=SimpleNamespace(run_name="s", run_id="p", start_time=0), data=SimpleNamespace(tags={}))
+    md = markdown(parent, ["model.lr"], groups, [],
                   "alignment.png", list(bins))
     assert "quantile bins" in md and repr(float(lrs[0])) not in md
     assert np.isfinite(groups[0].row()["ci_low"])  # several runs per bin: an interval over runs
