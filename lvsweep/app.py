@@ -88,10 +88,13 @@ def run_job(cfg: DictConfig) -> float | list[float] | TrialStop:
         from lvsweep.pipeline import run_experiment
 
         sink = recorder.log_metrics if link is None else link.sink(recorder.log_metrics)
-        result = run_experiment(plain, sink, out_dir)
+        # The figures are drawn by a worker process while the CSVs and the model are logged; the run
+        # closes only once they are logged too, and a figure that cannot be drawn fails it.
+        result = run_experiment(plain, sink, out_dir, background=True)
         recorder.log_artifacts(result.artifacts, out_dir)
         if plain.analysis.log_model:
             recorder.log_model(result.model, result.model_input)
+        recorder.log_artifacts(result.wait_figures(), out_dir)
         recorder.log_tags(result.tags)
         recorder.finish()
     except (KeyboardInterrupt, SystemExit) as exc:

@@ -9,29 +9,26 @@ from __future__ import annotations
 import csv
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
-import torch
-from omegaconf import OmegaConf
 
-from lvsweep.analysis import figures
-from lvsweep.analysis.alignment import pearson, spearman
-from lvsweep.training.callbacks import AlignmentCallback, LossHistory, MetricSink, on_device
-from lvsweep.analysis.controls import as_replicates, baseline_metrics, control_metrics
 from lvsweep.config.validation import is_observed
-from lvsweep.metric_names import PRIOR_PLAUSIBLE
-from lvsweep.data.trajectory import TrajectoryData, TrajectoryDataModule, make_replicate_data, replicate_seed
-from lvsweep.models import AttentionModel, make_replicates
-from lvsweep.models.base import evaluating
-from lvsweep.analysis.perturbation import perturbation_test
-from lvsweep.analysis.prc import phase_response, prc_alignment, state_index, write_prc_csv
-from lvsweep.analysis.reconstruction import reconstruction_metrics
-from lvsweep.analysis.sensitivity import measure_sensitivity
-from lvsweep.systems.simulate import Orbit, Solver, integrate, simulate
-from lvsweep.systems import DynamicalSystem, make_system
-from lvsweep.training.trainer import fit
-from lvsweep.metric_names import ALIGN_ANTICORRELATION, PERTURB_LOW_OVER_HIGH, PRC_SPEARMAN
+from lvsweep.metric_names import ALIGN_ANTICORRELATION, PERTURB_LOW_OVER_HIGH, PRC_SPEARMAN, PRIOR_PLAUSIBLE
+
+if TYPE_CHECKING:
+    import torch
+
+    from lvsweep.analysis.plotting import Drawing, FigureCall
+    from lvsweep.data.trajectory import TrajectoryData
+    from lvsweep.models import AttentionModel
+    from lvsweep.systems import DynamicalSystem
+    from lvsweep.systems.simulate import Orbit
+    from lvsweep.training.callbacks import MetricSink
+
+# torch, Lightning, SciPy's statistics and matplotlib are imported where they are used: a job that
+# has its figures drawn by the figure workers (`lvsweep.analysis.plotting`) starts them before it
+# imports torch, so that they import and warm up side by side with it.
 
 
 @dataclass
@@ -44,6 +41,18 @@ class RunResult:
     # `model.attention(model_input)` reproduces attention.csv without this module knowing MLflow.
     model: Optional[AttentionModel] = None
     model_input: Optional[np.ndarray] = None
+    # Figures still being drawn by the workers (`run_experiment(..., background=True)`): not in
+    # `artifacts` until `wait_figures()` returns them.
+    drawing: Optional[Drawing] = None
+
+    def wait_figures(self) -> list[Path]:
+        """The figures drawn in the background, once written (none without them); a figure that
+        could not be drawn raises its error here."""
+        if self.drawing is None:
+            return []
+        paths, self.drawing = self.drawing.paths(), None
+        self.artifacts += paths
+        return paths
 
 
 @dataclass
@@ -62,8 +71,13 @@ def fit_observed(cfg: Any, seeds: list[int], sink: MetricSink, out_dir: Path) ->
     figures/posterior.png), then what the analysis runs on. There is no second noise draw of observed
     data: the validation input is the observed series itself (val/* measure the model against the
     fitted orbit on its own training input)."""
+    from omegaconf import OmegaConf
+
+    from lvsweep.data.trajectory import TrajectoryData
     from lvsweep.estimation import fit
     from lvsweep.estimation.configured import fit_settings, free_quantities, observed_series, priors
+    from lvsweep.systems import make_system
+    from lvsweep.systems.simulate import Orbit, Solver, integrate
 
     system = make_system(cfg.system)
     series = observed_series(cfg, system)
@@ -90,7 +104,32 @@ def fit_observed(cfg: Any, seeds: list[int], sink: MetricSink, out_dir: Path) ->
     return Observed(fitted, orbit, TrajectoryData(orbit.t, x, noisy, noisy.copy()), metrics, artifacts)
 
 
-def run_experiment(cfg: Any, sink: MetricSink, out_dir: Path) -> RunResult:
+def run_experiment(cfg: Any, sink: MetricSink, out_dir: Path, background: bool = False) -> RunResult:
+    """The experiment of `cfg`, its metrics sent to `sink` as they come, its files in `out_dir`.
+
+    `background`: the figures are drawn by the figure workers while the caller goes on (it logs the
+    CSVs and the model meanwhile) and are in the result's `artifacts` once `wait_figures()` has
+    returned them. Without it they are drawn here, before this returns. Either way the figures, and
+    every number, are the same."""
+    drawing = None
+    if background and cfg.analysis.figures:
+        from lvsweep.analysis.plotting import Drawing
+
+        drawing = Drawing()  # the workers start now, and import while this job imports torch
+
+    import torch
+
+    from lvsweep.analysis.controls import baseline_metrics, control_metrics
+    from lvsweep.analysis.perturbation import perturbation_test
+    from lvsweep.analysis.reconstruction import reconstruction_metrics
+    from lvsweep.analysis.sensitivity import measure_sensitivity
+    from lvsweep.data.trajectory import TrajectoryDataModule, make_replicate_data, replicate_seed
+    from lvsweep.models import make_replicates
+    from lvsweep.systems import make_system
+    from lvsweep.systems.simulate import Solver, simulate
+    from lvsweep.training.callbacks import AlignmentCallback, LossHistory, on_device
+    from lvsweep.training.trainer import fit
+
     seeds = [replicate_seed(cfg.seed, r) for r in range(cfg.replicates)]
     solver = Solver.of(cfg.system)  # every later solve runs with the method and bounds of the orbit's
     observed = fit_observed(cfg, seeds, sink, out_dir) if is_observed(cfg) else None
@@ -143,22 +182,36 @@ def run_experiment(cfg: Any, sink: MetricSink, out_dir: Path) -> RunResult:
         metrics.update(study)
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    artifacts = [*(observed.artifacts if observed is not None else []),
+    artifacts = [*(observed.artifacts if observed is not None else [])]
+    if cfg.analysis.figures:
+        from lvsweep.analysis.figures import figure_calls
+
+        artifacts += draw(drawing, figure_calls(out_dir, system, data.t, data.clean, data.replicates_train()[0],
+                                                attention, profile.values, profile.kind, metrics, pert, p.epsilon,
+                                                heads))
+    artifacts += [
         write_attention_csv(out_dir / "attention.csv", system.state_names, data.t, data.clean,
                             data.replicates_train()[0], replicate_attention, profile.values),
         write_replicates_csv(out_dir / "replicates.csv", seeds, replicate_attention, init_attention,
                              profile.values, model, datamodule.val_batch),
     ]
-    if cfg.analysis.figures:
-        artifacts += figures.write_all(out_dir, system, data.t, data.clean, data.replicates_train()[0], attention,
-                                       profile.values, profile.kind, metrics, pert, p.epsilon, heads)
     if cfg.analysis.prc:
-        prc_metrics, prc_artifacts = phase_response_analysis(cfg, system, orbit, attention, out_dir)
+        prc_metrics, prc_artifacts = phase_response_analysis(cfg, system, orbit, attention, out_dir, drawing)
         sink(prc_metrics, model.epochs_done)
         metrics.update(prc_metrics)
         artifacts += prc_artifacts
     return RunResult(metrics, artifacts, tags={"lvsweep.sensitivity": profile.kind}, model=model.cpu(),
-                     model_input=noisy_train.numpy())
+                     model_input=noisy_train.numpy(), drawing=drawing)
+
+
+def draw(drawing: Optional[Drawing], calls: list[FigureCall]) -> list[Path]:
+    """Figures drawn here (no `drawing`: their paths) or handed to the workers (none yet)."""
+    if drawing is None:
+        from lvsweep.analysis.plotting import draw_inline
+
+        return draw_inline(calls)
+    drawing.add(calls)
+    return []
 
 
 def weighting_metrics(cfg: Any, system: DynamicalSystem, orbit: Orbit, data: TrajectoryData,
@@ -177,21 +230,33 @@ def weighting_metrics(cfg: Any, system: DynamicalSystem, orbit: Orbit, data: Tra
 
 
 def phase_response_analysis(cfg: Any, system: DynamicalSystem, orbit: Orbit, attention: np.ndarray,
-                            out_dir: Path) -> tuple[dict[str, float], list[Path]]:
-    """The oscillator's PRC, its alignment with attention, and its CSV and figure."""
+                            out_dir: Path, drawing: Optional[Drawing] = None) -> tuple[dict[str, float], list[Path]]:
+    """The oscillator's PRC, its alignment with attention, and its CSV and figure (handed to
+    `drawing` when there is one)."""
+    from lvsweep.analysis.prc import phase_response, prc_alignment, state_index, write_prc_csv
+    from lvsweep.systems.simulate import Solver
+
     k = cfg.analysis.prc_kick
     response = phase_response(system, orbit, state_index(str(k.state), system.state_names), k.epsilon,
                               cfg.analysis.prc_cycles, cfg.system.rtol, cfg.system.atol, solver=Solver.of(cfg.system))
     metrics = prc_alignment(response, orbit.t, attention)
     artifacts = [write_prc_csv(out_dir / "prc.csv", response, system.state_names)]
     if cfg.analysis.figures:
-        artifacts.append(figures.phase_response(out_dir / "figures" / "prc.png", response, system.state_names,
-                                                orbit.t, attention, metrics[PRC_SPEARMAN]))
+        from lvsweep.analysis.plotting import FigureCall
+
+        artifacts += draw(drawing, [FigureCall("phase_response", out_dir / "figures" / "prc.png",
+                                               (response, system.state_names, orbit.t, attention,
+                                                metrics[PRC_SPEARMAN]))])
     return metrics, artifacts
 
 
 def read_attention(model: AttentionModel, noisy: torch.Tensor) -> np.ndarray:
     """The model's attention as [R, T] (R = 1 without replicates)."""
+    import torch
+
+    from lvsweep.analysis.controls import as_replicates
+    from lvsweep.training.callbacks import on_device
+
     with torch.no_grad():
         return as_replicates(model.attention(on_device(noisy, model)).cpu().numpy(), 1)
 
@@ -199,6 +264,10 @@ def read_attention(model: AttentionModel, noisy: torch.Tensor) -> np.ndarray:
 def write_replicates_csv(path: Path, seeds: list[int], attention: np.ndarray, init_attention: np.ndarray,
                          sensitivity: np.ndarray, model: AttentionModel, val_batch: Any) -> Path:
     """One row per replicate: its seed, alignment, untrained alignment and validation loss."""
+    from lvsweep.analysis.alignment import pearson, spearman
+    from lvsweep.models.base import evaluating
+    from lvsweep.training.callbacks import on_device
+
     with evaluating(model):
         val_loss = model.replicate_losses(on_device(val_batch, model)).reshape(-1).cpu().numpy()
     columns = [np.arange(len(seeds)), seeds, pearson(attention, sensitivity), spearman(attention, sensitivity),

@@ -23,4 +23,22 @@ def seeded_store(tmp_path_factory) -> Path:
     return seed_store(tmp_path_factory.mktemp("seed"))
 
 
+@pytest.fixture(scope="session")
+def made_store(tmp_path_factory) -> Path:
+    """A new empty store as the CLI makes one, for tests to copy in where its creation is not what
+    they check (`helpers.store.with_store`)."""
+    from helpers.store import lvsweep_made_store
+
+    return lvsweep_made_store(tmp_path_factory.mktemp("made"))
+
+
+@pytest.fixture
+def store_in_tmp_path(tmp_path, made_store) -> Path:
+    """`tmp_path` holding a copy of `made_store`: for a test whose first run need not make the
+    store (`@pytest.mark.usefixtures("store_in_tmp_path")`)."""
+    from helpers.store import with_store
+
+    return with_store(made_store, tmp_path)
+
+
 from helpers.slurm import slurm_cluster  # noqa: E402,F401  (a session fixture: one cluster for every SLURM test)

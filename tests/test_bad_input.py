@@ -2,8 +2,11 @@
 traceback, and nothing lost or added in a store that already holds a run.
 
 The rows are data: append a `Row` to `ROWS` to cover another input (a termination case can use
-`expects_run="KILLED"` once the CLI records it so). Rows run as parallel subprocesses in one test,
-each in its own directory with a copy of a store that already holds one FINISHED run.
+`expects_run="KILLED"` once the CLI records it so). Rows run in one test, each in its own directory
+with a copy of a store that already holds one FINISHED run: the first of each kind (a value
+`validate` refuses, an unknown key, an unknown option, a value the schema's type refuses, a sweeper
+setting, a report flag) and every row that opens the store as parallel subprocesses, the others of
+the kind through the CLI's entry function in this process (`entry_calls`, see `helpers.table`).
 """
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ from lvsweep.config.keys import MODEL_SCHEMAS
 from lvsweep.config.schema import LvsweepConfig, ModelConfig
 from lvsweep.errors import LvsweepError
 from helpers.overrides import QUICK
-from helpers.table import Row, check_rows
+from helpers.table import Row, check_rows, entry_calls
 
 OPTUNA = ("-m", "search=optuna", "hydra.sweeper.n_trials=1", *QUICK)
 
@@ -27,62 +30,78 @@ OPTUNA = ("-m", "search=optuna", "hydra.sweeper.n_trials=1", *QUICK)
 ROWS = [
     # top level
     Row(("seed=-1",), "seed", says="[0, 4294967296)"),
-    Row(("seed=4294967296",), "seed"),
-    Row(("replicates=0",), "replicates", says="[1, 1024]"),
-    Row(("objectives=[nope]",), "objectives", says="unknown metric 'nope'"),
+    *entry_calls(
+        Row(("seed=4294967296",), "seed"),
+        Row(("replicates=0",), "replicates", says="[1, 1024]"),
+        Row(("objectives=[nope]",), "objectives", says="unknown metric 'nope'"),
+    ),
     # unknown keys, with and without +, never naming a schema class
     Row(("+unknown_key=1",), "unknown_key: unknown key"),
     Row(("unknown_key=1",), "unknown_key: unknown key"),
-    Row(("+trainer.epoch=5",), "trainer.epoch: unknown key", says="did you mean trainer.epochs?"),
-    Row(("trainer.epoch=5",), "trainer.epoch: unknown key", says="did you mean trainer.epochs?"),
-    Row(("+model.heads=4",), "model.heads: unknown key", says="model=linear"),
-    Row(("noise.levl=3",), "noise.levl: unknown key", says="did you mean noise.level?"),
+    *entry_calls(
+        Row(("+trainer.epoch=5",), "trainer.epoch: unknown key", says="did you mean trainer.epochs?"),
+        Row(("trainer.epoch=5",), "trainer.epoch: unknown key", says="did you mean trainer.epochs?"),
+        Row(("+model.heads=4",), "model.heads: unknown key", says="model=linear"),
+        Row(("noise.levl=3",), "noise.levl: unknown key", says="did you mean noise.level?"),
+    ),
     # system
     Row(("system=nosuch",), "system: unknown option 'nosuch'"),
-    Row(("system.params.alph=2",), "system.params.alph", says="did you mean system.params.alpha?"),
-    Row(("system.params.alpha=inf",), "system.params.alpha"),
-    Row(("system.start=[1.0]",), "system.start"),
-    Row(("system.t_start=nan",), "system.t_start"),
-    Row(("system.t_end=-1",), "system.t_end"),
-    Row(("system.n_steps=5",), "system.n_steps"),
-    Row(("system.rtol=0",), "system.rtol"),
-    Row(("system.method=RK4",), "system.method", says="allowed: DOP853, Radau, LSODA, BDF"),
-    Row(("system.max_steps=0",), "system.max_steps"),
-    Row(("system.max_seconds=0",), "system.max_seconds"),
+    *entry_calls(
+        Row(("system.params.alph=2",), "system.params.alph", says="did you mean system.params.alpha?"),
+        Row(("system.params.alpha=inf",), "system.params.alpha"),
+        Row(("system.start=[1.0]",), "system.start"),
+        Row(("system.t_start=nan",), "system.t_start"),
+        Row(("system.t_end=-1",), "system.t_end"),
+        Row(("system.n_steps=5",), "system.n_steps"),
+        Row(("system.rtol=0",), "system.rtol"),
+        Row(("system.method=RK4",), "system.method", says="allowed: DOP853, Radau, LSODA, BDF"),
+        Row(("system.max_steps=0",), "system.max_steps"),
+        Row(("system.max_seconds=0",), "system.max_seconds"),
+    ),
     # noise, models, trainer
-    Row(("noise.level=-1",), "noise.level"),
-    Row(("noise.kind=loud",), "noise.kind"),
-    Row(("model.lr=0",), "model.lr"),
-    Row(("model=multihead", "model.heads=0"), "model.heads"),
-    Row(("model=multihead", "model.width=30"), "model.width"),
-    Row(("model=multihead", "model.window=1"), "model.window"),
-    Row(("model=transformer", "model.layers=17"), "model.layers"),
-    Row(("model=transformer", "model.ff_width=0"), "model.ff_width"),
-    Row(("trainer.epochs=0",), "trainer.epochs"),
-    Row(("trainer.log_every=0",), "trainer.log_every"),
-    Row(("trainer.threads=0",), "trainer.threads"),
+    Row(("noise.kind=loud",), "noise.kind"),  # a value the schema's type refuses while Hydra composes
+    *entry_calls(
+        Row(("noise.level=-1",), "noise.level"),
+        Row(("model.lr=0",), "model.lr"),
+        Row(("model=multihead", "model.heads=0"), "model.heads"),
+        Row(("model=multihead", "model.width=30"), "model.width"),
+        Row(("model=multihead", "model.window=1"), "model.window"),
+        Row(("model=transformer", "model.layers=17"), "model.layers"),
+        Row(("model=transformer", "model.ff_width=0"), "model.ff_width"),
+        Row(("trainer.epochs=0",), "trainer.epochs"),
+        Row(("trainer.log_every=0",), "trainer.log_every"),
+        Row(("trainer.threads=0",), "trainer.threads"),
+    ),
     # analysis, tracking
-    Row(("analysis.sensitivity=foo",), "analysis.sensitivity"),
-    Row(("analysis.ftle_horizon=0",), "analysis.ftle_horizon"),
-    Row(("analysis.perturb.k=0",), "analysis.perturb.k"),
-    Row(("analysis.perturb.epsilon=0",), "analysis.perturb.epsilon"),
-    Row(("analysis.prc_kick.epsilon=0.9",), "analysis.prc_kick.epsilon"),
-    Row(("tracking.experiment=''",), "tracking.experiment"),
+    *entry_calls(
+        Row(("analysis.sensitivity=foo",), "analysis.sensitivity"),
+        Row(("analysis.ftle_horizon=0",), "analysis.ftle_horizon"),
+        Row(("analysis.perturb.k=0",), "analysis.perturb.k"),
+        Row(("analysis.perturb.epsilon=0",), "analysis.perturb.epsilon"),
+        Row(("analysis.prc_kick.epsilon=0.9",), "analysis.prc_kick.epsilon"),
+        Row(("tracking.experiment=''",), "tracking.experiment"),
+    ),
     # the Optuna sweeper's settings, rejected before the sweep's parent run opens
     Row((*OPTUNA, "hydra.sweeper.n_trials=-1"), "hydra.sweeper.n_trials"),
-    Row((*OPTUNA, "hydra.sweeper.n_jobs=0"), "hydra.sweeper.n_jobs"),
-    Row((*OPTUNA, "hydra.sweeper.direction=up"), "hydra.sweeper.direction"),
-    Row((*OPTUNA, "hydra.sweeper.sampler._target_=optuna.samplers.NoSuch"), "hydra.sweeper.sampler"),
-    Row((*OPTUNA, "hydra.sweeper.sampler.seed=-1"), "hydra.sweeper.sampler"),
-    Row((*OPTUNA, "model.lr=interval(1,0)"), "hydra.sweeper.params.model.lr"),
-    Row((*OPTUNA, "hydra.sweeper.ntrials=3"), "hydra.sweeper.ntrials", says="did you mean hydra.sweeper.n_trials?"),
-    # the report's flags
+    *entry_calls(
+        Row((*OPTUNA, "hydra.sweeper.n_jobs=0"), "hydra.sweeper.n_jobs"),
+        Row((*OPTUNA, "hydra.sweeper.direction=up"), "hydra.sweeper.direction"),
+        Row((*OPTUNA, "hydra.sweeper.sampler._target_=optuna.samplers.NoSuch"), "hydra.sweeper.sampler"),
+        Row((*OPTUNA, "hydra.sweeper.sampler.seed=-1"), "hydra.sweeper.sampler"),
+        Row((*OPTUNA, "model.lr=interval(1,0)"), "hydra.sweeper.params.model.lr"),
+        Row((*OPTUNA, "hydra.sweeper.ntrials=3"), "hydra.sweeper.ntrials",
+            says="did you mean hydra.sweeper.n_trials?"),
+    ),
+    # the report's flags: argparse's refusals, and one the store gives (read in a process of its own)
     Row(("--bogus",), "--bogus", module="lvsweep.report"),
-    Row(("--parnt", "x"), "--parnt", says="did you mean --parent?", module="lvsweep.report"),
-    Row(("--parent",), "--parent", says="expected one argument", module="lvsweep.report"),
+    *entry_calls(
+        Row(("--parnt", "x"), "--parnt", says="did you mean --parent?", module="lvsweep.report"),
+        Row(("--parent",), "--parent", says="expected one argument", module="lvsweep.report"),
+        Row(("--tracking-uri", "sqlite:///no/such/dir/x.db"), "--tracking-uri", module="lvsweep.report"),
+    ),
     Row(("--parent", "abc"), "--parent", says="no run 'abc'", module="lvsweep.report"),
-    Row(("--tracking-uri", "sqlite:///no/such/dir/x.db"), "--tracking-uri", module="lvsweep.report"),
-    # what only the numerics can find, once the run is open: a FAILED run naming the field
+    # what only the numerics can find, once the run is open: a FAILED run naming the field (each opens
+    # the store, so each runs in a process of its own)
     Row((*QUICK, "system.params.alpha=1e308"), "system: the lotka_volterra ODE blew up", expects_run="FAILED",
         says="alpha=1e+308"),
     Row((*QUICK, "system=van_der_pol", "system.params.mu=1e6", "system.max_steps=20000"), "system.max_steps",

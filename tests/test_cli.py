@@ -6,13 +6,15 @@ import json
 import re
 import urllib.request
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
-from helpers.cli import HANG_S, error_line, run_cli
+from helpers.cli import HANG_S, Outcomes, error_line, run_cli, together
+from helpers.inprocess import call_cli
 from helpers.overrides import QUICK
 from helpers.servers import MlflowServer
-from helpers.store import all_runs, client_for, parents_and_children, store_uri
+from helpers.store import all_runs, client_for, parents_and_children, store_uri, with_store
 
 METRICS = {"train/loss", "val/loss", "align/pearson", "align/spearman", "align/anticorrelation",
            "perturb/low_over_high"}
@@ -26,12 +28,65 @@ def torch_cuda() -> bool:
     return torch.cuda.is_available()
 
 
+# The failures during a run that a store must survive: the override, what the one line says.
+FAILURES = [
+    ("system.params.beta=-0.1", "system: the lotka_volterra ODE blew up"),
+    ("noise.level=1e300", "train/loss: became nan"),
+]
+
+
 @pytest.fixture(scope="module")
-def single_run(tmp_path_factory):
-    cwd = tmp_path_factory.mktemp("single")
-    proc = run_cli(cwd, *QUICK, "analysis.figures=true")
+def runs(tmp_path_factory, made_store) -> Iterator[Outcomes]:
+    """The module's CLI runs, each in a directory of its own, started together rather than one
+    test after another: name -> (directory, the CLIs' results in order). The single run and the
+    sweep start in empty directories (a first run makes the store); the others in a copy of a store
+    made as the CLI makes one, where the store's creation is not what they check. Once the sweep
+    has ended, an MLflow server over its store starts while the other runs go on ("server":
+    the server, stopped when the module's tests are done)."""
+    commands = {
+        "single": (None, [(*QUICK, "analysis.figures=true")]),
+        "sweep": (None, [("-m", "noise=0,2,-1", *QUICK)]),
+        "replicates": (made_store, [(*QUICK, "replicates=2", "analysis.figures=false")]),
+        "no model": (made_store, [(*QUICK, "analysis.figures=false", "analysis.log_model=false")]),
+        "shorthand": (made_store, [("noise=multiplicative", "noise.level=0.05", *QUICK)]),
+        **{override: (made_store, [QUICK, (*QUICK, override)]) for override, _ in FAILURES},
+    }
+    dirs = {name: tmp_path_factory.mktemp("run") for name in commands}
+
+    def one(name: str) -> tuple[Path, list]:
+        template, chain = commands[name]
+        if template is not None:
+            with_store(template, dirs[name])
+        return dirs[name], [run_cli(dirs[name], *args) for args in chain]
+
+    def served_sweep() -> MlflowServer:
+        one_sweep[0] = one("sweep")
+        return MlflowServer(store_uri(dirs["sweep"]), tmp_path_factory.mktemp("served") / "artifacts").start(
+            timeout_s=HANG_S)
+
+    one_sweep: list = [None]
+    outcomes = together({"server": served_sweep, **{name: (lambda name=name: one(name))
+                                                     for name in commands if name != "sweep"}})
+    if one_sweep[0] is not None:
+        outcomes.update(sweep=one_sweep[0])
+    else:
+        outcomes.failures.setdefault("sweep", outcomes.failures["server"])
+    try:
+        yield outcomes
+    finally:
+        if "server" not in outcomes.failures:
+            outcomes["server"].stop()
+
+
+def finished(runs: dict, name: str) -> tuple[Path, object]:
+    cwd, (proc,) = runs[name]
     assert proc.returncode == 0, proc.stderr
     return cwd, proc
+
+
+@pytest.fixture(scope="module")
+def single_run(runs):
+    return finished(runs, "single")
 
 
 def test_single_run_records_params_metrics_and_artifacts(single_run):
@@ -135,24 +190,21 @@ def test_logged_model_reproduces_attention_csv(single_run):
     _attention_matches_the_csv(single_run[0])
 
 
-def test_logged_model_of_replicates_reproduces_attention_csv(tmp_path):
-    proc = run_cli(tmp_path, *QUICK, "replicates=2", "analysis.figures=false")
-    assert proc.returncode == 0, proc.stderr
-    _attention_matches_the_csv(tmp_path)
+def test_logged_model_of_replicates_reproduces_attention_csv(runs):
+    _attention_matches_the_csv(finished(runs, "replicates")[0])
 
 
-def test_model_logging_can_be_switched_off(tmp_path):
-    proc = run_cli(tmp_path, *QUICK, "analysis.figures=false", "analysis.log_model=false")
-    assert proc.returncode == 0, proc.stderr
-    (run,) = all_runs(tmp_path)
+def test_model_logging_can_be_switched_off(runs):
+    cwd, proc = finished(runs, "no model")
+    (run,) = all_runs(cwd)
     assert run.outputs is None or not run.outputs.model_outputs
     assert "load_model" not in proc.stdout
 
 
 @pytest.fixture(scope="module")
-def noise_sweep(tmp_path_factory):
-    cwd = tmp_path_factory.mktemp("sweep")
-    return cwd, run_cli(cwd, "-m", "noise=0,2,-1", *QUICK)
+def noise_sweep(runs):
+    cwd, (proc,) = runs["sweep"]
+    return cwd, proc
 
 
 def test_noise_multirun_makes_parent_and_children_and_survives_a_failed_job(noise_sweep):
@@ -195,14 +247,13 @@ def test_multirun_prints_one_line_per_job_and_an_aligned_fixed_decimal_table(noi
     assert failed.split("FAILED", 1)[1].split() == ["-"] * 9
 
 
-def test_noise_shorthand_keeps_kind_selection_and_direct_level(tmp_path):
-    proc = run_cli(tmp_path, "noise=multiplicative", "noise.level=0.05", *QUICK)
-    assert proc.returncode == 0, proc.stderr
-    (run,) = all_runs(tmp_path)
+def test_noise_shorthand_keeps_kind_selection_and_direct_level(runs):
+    cwd, _ = finished(runs, "shorthand")
+    (run,) = all_runs(cwd)
     assert (run.data.params["noise.kind"], run.data.params["noise.level"]) == ("multiplicative", "0.05")
 
 
-@pytest.mark.parametrize("override, message", [
+BAD_SETTINGS = [
     ("noise=foo", "noise: unknown option 'foo'; allowed: gaussian, multiplicative, none, relative"),
     ("noise.levl=3", "noise.levl: unknown key; did you mean noise.level? keys of noise: kind, level"),
     ("noise.level=-1", "noise.level: must be a finite number >= 0"),
@@ -213,9 +264,15 @@ def test_noise_shorthand_keeps_kind_selection_and_direct_level(tmp_path):
     ("tracking.uri=sqlite:///no/such/dir/x.db", "tracking.uri: the store's directory no/such/dir does not exist"),
     ("trainer.accelerator=tpu", "trainer.accelerator: unknown accelerator 'tpu'; allowed: cpu, auto, gpu"),
     ("trainer.devices=2", "trainer.devices: must be an integer in [1, 1]"),
-])
+]
+
+
+@pytest.mark.parametrize("override, message", BAD_SETTINGS)
 def test_bad_input_fails_fast_with_one_line_naming_the_field(tmp_path, override, message):
-    assert error_line(run_cli(tmp_path, *QUICK, override)).startswith(f"lvsweep: error: {message}")
+    """The first through the real CLI in a process of its own; the others, refused the same way
+    before anything opens, through its entry function here (see `helpers.table`)."""
+    run = run_cli if (override, message) == BAD_SETTINGS[0] else call_cli
+    assert error_line(run(tmp_path, *QUICK, override)).startswith(f"lvsweep: error: {message}")
     assert not all_runs(tmp_path)  # rejected before any work
 
 
@@ -236,37 +293,33 @@ def test_help_is_lvsweeps_own_and_lists_the_options_in_conf(tmp_path):
     assert hydra_help.returncode == 0 and "Hydra" in hydra_help.stdout
 
 
-@pytest.mark.parametrize("override, message", [
-    ("system.params.beta=-0.1", "system: the lotka_volterra ODE blew up"),
-    ("noise.level=1e300", "train/loss: became nan"),
-])
-def test_failures_during_a_run_are_recorded_and_lose_nothing(tmp_path, override, message):
-    assert run_cli(tmp_path, *QUICK).returncode == 0
-    assert error_line(run_cli(tmp_path, *QUICK, override)).startswith(f"lvsweep: error: {message}")
-    first, second = all_runs(tmp_path)
+@pytest.mark.parametrize("override, message", FAILURES)
+def test_failures_during_a_run_are_recorded_and_lose_nothing(runs, override, message):
+    """A QUICK run, then the failing one in the same directory."""
+    cwd, (before, failing) = runs[override]
+    assert before.returncode == 0, before.stderr
+    assert error_line(failing).startswith(f"lvsweep: error: {message}")
+    first, second = all_runs(cwd)
     assert first.info.status == "FINISHED" and METRICS <= set(first.data.metrics)
     assert second.info.status == "FAILED" and message in second.data.tags["lvsweep.error"]
 
 
-def test_mlflow_server_serves_the_sweep_over_rest(noise_sweep, tmp_path):
+def test_mlflow_server_serves_the_sweep_over_rest(noise_sweep, runs):
+    """A real `mlflow server` over the sweep's store (started by `runs` once the sweep ended)."""
     cwd, _ = noise_sweep
-    server = MlflowServer(store_uri(cwd), tmp_path / "artifacts").start(timeout_s=HANG_S)
-    base = server.url
-    try:
-        exp = _get(f"{base}/api/2.0/mlflow/experiments/get-by-name?experiment_name=lvsweep")["experiment"]
-        found = _post(f"{base}/api/2.0/mlflow/runs/search", {"experiment_ids": [exp["experiment_id"]]})["runs"]
-        assert len(found) == 4  # the parent and three jobs
-        local = {r.info.run_id: r for r in all_runs(cwd)}
-        for run in found:
-            metrics = {m["key"]: m["value"] for m in run["data"].get("metrics", [])}
-            expected = local[run["info"]["run_id"]].data.metrics
-            assert metrics == pytest.approx(expected)
-        finished = [r for r in found if r["info"]["status"] == "FINISHED" and
-                    any(t["key"] == "mlflow.parentRunId" for t in r["data"].get("tags", []))]
-        assert len(finished) == 2 and all("align/spearman" in {m["key"] for m in r["data"]["metrics"]}
-                                          for r in finished)
-    finally:
-        server.stop()
+    base = runs["server"].url
+    exp = _get(f"{base}/api/2.0/mlflow/experiments/get-by-name?experiment_name=lvsweep")["experiment"]
+    found = _post(f"{base}/api/2.0/mlflow/runs/search", {"experiment_ids": [exp["experiment_id"]]})["runs"]
+    assert len(found) == 4  # the parent and three jobs
+    local = {r.info.run_id: r for r in all_runs(cwd)}
+    for run in found:
+        metrics = {m["key"]: m["value"] for m in run["data"].get("metrics", [])}
+        expected = local[run["info"]["run_id"]].data.metrics
+        assert metrics == pytest.approx(expected)
+    finished = [r for r in found if r["info"]["status"] == "FINISHED" and
+                any(t["key"] == "mlflow.parentRunId" for t in r["data"].get("tags", []))]
+    assert len(finished) == 2 and all("align/spearman" in {m["key"] for m in r["data"]["metrics"]}
+                                      for r in finished)
 
 
 def _get(url: str) -> dict:

@@ -2,15 +2,18 @@
 weighting study on simulated runs (analysis.estimate=true). Real CLI runs, read back from the store."""
 from __future__ import annotations
 
+import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pytest
 
-from helpers.cli import run_cli
+from helpers.cli import Outcomes, run_cli, together
+from helpers.inprocess import call_cli
 from helpers.overrides import QUICK
-from helpers.store import all_runs, client_for
+from helpers.store import all_runs, client_for, with_store
 
 # Reduced sampler and training: a csv run end to end in seconds (the fit need not converge here).
 FAST_FIT = ["estimate.walkers=18", "estimate.steps=60", "estimate.burn=20", "trainer.epochs=20",
@@ -49,7 +52,7 @@ BAD = {
 }
 
 
-def _bad_run(tmp_path: Path, name: str) -> tuple[str, Path, object]:
+def _bad_run(tmp_path: Path, name: str, run: Callable[..., subprocess.CompletedProcess]) -> tuple[str, Path, object]:
     text, _ = BAD[name]
     cwd = tmp_path / name
     cwd.mkdir()
@@ -57,12 +60,17 @@ def _bad_run(tmp_path: Path, name: str) -> tuple[str, Path, object]:
     if text is not None:
         csv.write_text(text)
     extra = ["data.states=[prey,predator,prey]"] if name == "column_count" else []
-    return name, csv, run_cli(cwd, "data=csv", f"data.path={csv}", "data.time=t", *QUICK, *extra)
+    return name, csv, run(cwd, "data=csv", f"data.path={csv}", "data.time=t", *QUICK, *extra)
 
 
 def test_bad_data_is_one_line_naming_file_row_column_and_records_nothing(tmp_path: Path):
-    with ThreadPoolExecutor(2) as pool:
-        results = list(pool.map(lambda n: _bad_run(tmp_path, n), BAD))
+    """The first file through the real CLI in a process of its own, the others (the same refusal,
+    another line) through its entry function here, meanwhile (see `helpers.table`)."""
+    first, *others = BAD
+    with ThreadPoolExecutor(1) as pool:
+        own = pool.submit(_bad_run, tmp_path, first, run_cli)
+        results = [_bad_run(tmp_path, name, call_cli) for name in others]
+        results.insert(0, own.result())
     for name, csv, proc in results:
         lines = proc.stderr.strip().splitlines()
         assert proc.returncode == 2, (name, proc.stderr[-2000:])
@@ -73,6 +81,7 @@ def test_bad_data_is_one_line_naming_file_row_column_and_records_nothing(tmp_pat
         assert not all_runs(csv.parent), name  # rejected before the run opened: nothing recorded
 
 
+@pytest.mark.usefixtures("store_in_tmp_path")  # the store's creation is checked elsewhere
 def test_csv_run_fits_and_logs_estimates(tmp_path: Path):
     csv = lv_csv(tmp_path / "obs.csv")
     proc = run_cli(tmp_path, "data=csv", f"data.path={csv}", "data.time=time", "data.states=[rabbits,foxes]",
@@ -92,10 +101,20 @@ def test_csv_run_fits_and_logs_estimates(tmp_path: Path):
     assert "posterior.csv" in artifacts and {"figures/fit.png", "figures/posterior.png"} <= figures
 
 
+@pytest.fixture(scope="module")
+def long_runs(tmp_path_factory, made_store) -> Outcomes:
+    """The slow runs (the weighting study, the lynx-hare fit at full settings), each in a directory
+    holding a store made as the CLI makes one, made together: name -> (directory, result)."""
+    commands = {"weighting": (*QUICK, "analysis.estimate=true", "analysis.log_model=false", "analysis.figures=false",
+                              "objectives=[estimate/attention_gain]"),
+                "lynx_hare": ("experiment=lynx_hare",)}
+    dirs = {name: with_store(made_store, tmp_path_factory.mktemp(name)) for name in commands}
+    return together({name: (lambda name=name: (dirs[name], run_cli(dirs[name], *commands[name]))) for name in commands})
+
+
 @pytest.mark.slow  # a training run plus fits of every weighting, ~30 s
-def test_weighting_study_on_a_simulated_run_logs_the_gain(tmp_path: Path):
-    proc = run_cli(tmp_path, *QUICK, "analysis.estimate=true", "analysis.log_model=false", "analysis.figures=false",
-                   "objectives=[estimate/attention_gain]")
+def test_weighting_study_on_a_simulated_run_logs_the_gain(long_runs):
+    tmp_path, proc = long_runs["weighting"]
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "estimate/attention_gain" in proc.stdout
     (run,) = all_runs(tmp_path)
@@ -109,14 +128,14 @@ def test_weighting_study_on_a_simulated_run_logs_the_gain(tmp_path: Path):
 def test_estimate_objective_needs_the_study_and_the_study_needs_simulated_data(tmp_path: Path):
     proc = run_cli(tmp_path, *QUICK, "objectives=[estimate/attention_gain]")
     assert proc.returncode == 2 and "analysis.estimate=true" in proc.stderr
-    proc = run_cli(tmp_path, "data=lynx_hare", "analysis.estimate=true")
+    proc = call_cli(tmp_path, "data=lynx_hare", "analysis.estimate=true")  # the same refusal, another field
     assert proc.returncode == 2 and "analysis.estimate" in proc.stderr
     assert not all_runs(tmp_path)
 
 
 @pytest.mark.slow
-def test_lynx_hare_experiment_at_full_settings(tmp_path: Path):
-    proc = run_cli(tmp_path, "experiment=lynx_hare")
+def test_lynx_hare_experiment_at_full_settings(long_runs):
+    tmp_path, proc = long_runs["lynx_hare"]
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "alpha" in proc.stdout and "acceptance" in proc.stdout
     (run,) = all_runs(tmp_path)

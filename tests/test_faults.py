@@ -20,10 +20,10 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from helpers.cli import cli_env, finish_cli, run_cli, start_cli
+from helpers.cli import Outcomes, cli_env, finish_cli, run_cli, start_cli, together
 from helpers.overrides import QUICK
 from helpers.servers import free_port
-from helpers.store import all_runs, client_for, wait_for_metric, wait_for_run
+from helpers.store import all_runs, client_for, wait_for_metric, wait_for_run, with_store
 
 OBJECTIVE = "align/anticorrelation"
 # 4000 epochs: a trial lasts a second or two, long enough to be hit in the middle.
@@ -59,114 +59,40 @@ def stop_a_single_run(cwd: Path, sig: signal.Signals) -> tuple[subprocess.Popen,
     return proc, err, client_for(cwd).get_run(run.info.run_id), before
 
 
-def test_ctrl_c_on_a_single_run_leaves_it_killed_with_its_metrics(tmp_path):
-    proc, err, killed, before = stop_a_single_run(tmp_path, signal.SIGINT)
-    assert proc.returncode == 130 and err.strip().splitlines() == ["lvsweep: interrupted"]
-    assert killed.info.status == "KILLED" and killed.data.tags["lvsweep.error"] == "interrupted"
-    history = client_for(tmp_path).get_metric_history(killed.info.run_id, "train/loss")
-    assert len(history) >= len(before) and all(h.step < 1_000_000 for h in history)  # logged before the stop
-
-
-def test_sigterm_on_a_single_run_leaves_it_killed_with_its_metrics_and_config(tmp_path):
-    proc, err, killed, before = stop_a_single_run(tmp_path, signal.SIGTERM)
-    assert proc.returncode == 143 and err.strip().splitlines() == ["lvsweep: terminated"]
-    assert killed.info.status == "KILLED" and killed.data.tags["lvsweep.error"] == "terminated"
-    history = client_for(tmp_path).get_metric_history(killed.info.run_id, "train/loss")
-    assert {(h.step, h.value) for h in before} <= {(h.step, h.value) for h in history}  # nothing lost
-    assert all(h.step < 1_000_000 for h in history)
-    assert "config.yaml" in {a.path for a in client_for(tmp_path).list_artifacts(killed.info.run_id)}
-    logged = client_for(tmp_path).download_artifacts(killed.info.run_id, "config.yaml", str(tmp_path))
-    assert "epochs: 1000000" in Path(logged).read_text()  # written before training, not at its end
-
-
-def test_sigterm_on_a_plain_multirun_closes_the_job_and_the_sweep(tmp_path):
-    proc = start_cli(tmp_path, "-m", "noise=0,1", *LONG_RUN)
-    job = wait_for_run(tmp_path, proc, "params.`noise.level` = '0.0'")
-    wait_for_metric(tmp_path, proc, job.info.run_id, "train/loss")
+def stop_a_plain_multirun(cwd: Path) -> tuple[subprocess.Popen, str, object]:
+    """A two-job multirun stopped by SIGTERM once its first job has written training metrics: the
+    CLI (exited), its stderr, and the job's run as it was then."""
+    proc = start_cli(cwd, "-m", "noise=0,1", *LONG_RUN)
+    job = wait_for_run(cwd, proc, "params.`noise.level` = '0.0'")
+    wait_for_metric(cwd, proc, job.info.run_id, "train/loss")
     proc.send_signal(signal.SIGTERM)
     _, err = finish_cli(proc)
-    assert proc.returncode == 143 and err.strip().splitlines() == ["lvsweep: terminated"]
-    runs = {r.info.run_id: r for r in all_runs(tmp_path)}
-    (parent,) = [r for r in runs.values() if r.data.tags.get("lvsweep.kind") == "sweep"]
-    assert parent.info.status == "KILLED" and parent.data.tags["lvsweep.error"] == "terminated"
-    assert runs[job.info.run_id].info.status == "KILLED"
-    assert runs[job.info.run_id].data.tags["lvsweep.error"] == "terminated"
-    assert [r.data.params["noise.level"] for r in runs.values() if r is not parent] == ["0.0"]  # job 1 never began
+    return proc, err, job
 
 
-@pytest.mark.slow
-def test_ctrl_c_on_a_study_fails_the_running_trial_and_the_study_resumes(tmp_path):
-    proc = start_cli(tmp_path, *STUDY)
-    wait_for_run(tmp_path, proc, "tags.optuna_trial = '1'")
-    proc.send_signal(signal.SIGINT)
-    finish_cli(proc)
-    assert proc.returncode == 130
-    before = {t.number: t for t in load_study(tmp_path).get_trials()}
-    assert before[0].state == TrialState.COMPLETE and before[1].state == TrialState.FAIL
-    assert children_by_trial(tmp_path)[1][0].info.status == "KILLED"
-    (parent,) = [r for r in all_runs(tmp_path) if r.data.tags.get("lvsweep.kind") == "sweep"]
-    assert parent.info.status == "KILLED"
-
-    resumed = run_cli(tmp_path, *STUDY)
-    assert resumed.returncode == 0, resumed.stderr
-    trials = load_study(tmp_path).get_trials()
-    assert [t.state for t in trials].count(TrialState.COMPLETE) == 3
-    assert trials[0].value == before[0].value and trials[1].state == TrialState.FAIL  # kept as they were
-    by_trial = children_by_trial(tmp_path)
-    assert sorted(by_trial) == [t.number for t in trials] and all(len(runs) == 1 for runs in by_trial.values())
-    assert [by_trial[t.number][0].info.status for t in trials] == \
-        ["FINISHED", "KILLED"] + ["FINISHED"] * (len(trials) - 2)
-
-
-@pytest.mark.slow
-def test_sigterm_on_a_study_fails_the_running_trial_and_closes_its_runs(tmp_path):
-    proc = start_cli(tmp_path, *STUDY)
-    trial_run = wait_for_run(tmp_path, proc, "tags.optuna_trial = '1'")
-    proc.send_signal(signal.SIGTERM)
-    _, err = finish_cli(proc)
-    assert proc.returncode == 143 and err.strip().splitlines() == ["lvsweep: terminated"]
-    trials = {t.number: t for t in load_study(tmp_path).get_trials()}
-    assert trials[0].state == TrialState.COMPLETE and trials[1].state == TrialState.FAIL
-    assert trials[1].user_attrs["lvsweep.failure"].startswith("terminated")
-    runs = {r.info.run_id: r for r in all_runs(tmp_path)}
-    assert runs[trial_run.info.run_id].info.status == "KILLED"
-    assert runs[trial_run.info.run_id].data.tags["lvsweep.error"] == "terminated"
-    assert children_by_trial(tmp_path)[0][0].info.status == "FINISHED"  # finished before: untouched
-    (parent,) = [r for r in runs.values() if r.data.tags.get("lvsweep.kind") == "sweep"]
-    assert parent.info.status == "KILLED" and parent.data.tags["lvsweep.error"] == "terminated"
-
-
-def test_a_run_killed_hard_is_closed_as_lost_by_the_next_command_and_a_live_one_is_not(tmp_path):
-    victim = start_cli(tmp_path, *LONG_RUN)
-    run = wait_for_run(tmp_path, victim, "attributes.run_name = 'run'")
-    metrics = wait_for_metric(tmp_path, victim, run.info.run_id, "train/loss")
-
-    beside = run_cli(tmp_path, *QUICK, "analysis.figures=false")  # while the victim is alive
-    assert beside.returncode == 0, beside.stderr
-    assert client_for(tmp_path).get_run(run.info.run_id).info.status == "RUNNING"
-
+def kill_a_run_hard(cwd: Path) -> dict:
+    """A long run, a QUICK one beside it while it lives, then SIGKILL on the long one and a QUICK
+    run after it: what each step saw (the long run's status after each, the processes, the
+    metrics the long run had written before the kill)."""
+    seen: dict = {}
+    victim = seen["victim"] = start_cli(cwd, *LONG_RUN)
+    run = seen["run"] = wait_for_run(cwd, victim, "attributes.run_name = 'run'")
+    seen["metrics"] = wait_for_metric(cwd, victim, run.info.run_id, "train/loss")
+    seen["beside"] = run_cli(cwd, *QUICK, "analysis.figures=false")  # while the victim is alive
+    seen["status beside"] = client_for(cwd).get_run(run.info.run_id).info.status
     victim.kill()  # SIGKILL, as the out-of-memory killer sends: no handler runs
     finish_cli(victim)
-    assert client_for(tmp_path).get_run(run.info.run_id).info.status == "RUNNING"
-    after = run_cli(tmp_path, *QUICK, "analysis.figures=false")
-    assert after.returncode == 0, after.stderr
-    assert f"run {run.info.run_id} (run) was left RUNNING by process {victim.pid}" in after.stdout
-    lost = client_for(tmp_path).get_run(run.info.run_id)
-    reason = lost.data.tags["lvsweep.error"]
-    assert lost.info.status == "FAILED" and reason.startswith(f"lost: process {victim.pid} on host ")
-    assert "is gone" in reason
-    history = client_for(tmp_path).get_metric_history(run.info.run_id, "train/loss")
-    assert {(h.step, h.value) for h in metrics} <= {(h.step, h.value) for h in history}  # nothing lost
-    assert "config.yaml" in {a.path for a in client_for(tmp_path).list_artifacts(run.info.run_id)}
-    assert sorted(r.info.status for r in all_runs(tmp_path)) == ["FAILED", "FINISHED", "FINISHED"]
+    seen["status killed"] = client_for(cwd).get_run(run.info.run_id).info.status
+    seen["after"] = run_cli(cwd, *QUICK, "analysis.figures=false")
+    return seen
 
 
-def test_only_runs_whose_process_is_certainly_gone_are_closed_as_lost(tmp_path):
-    """Runs as other processes left them in the store: the next command closes those of a process
-    that has ended or whose pid now belongs to a later process, and leaves the rest alone."""
-    first = run_cli(tmp_path, *QUICK, "analysis.figures=false")  # makes the store
+def leave_runs_of_other_processes(cwd: Path) -> tuple[dict, dict, subprocess.CompletedProcess]:
+    """Runs as other processes left them in a store (made by a QUICK run): what each is (name ->
+    (host, pid, start stamp or None, to be closed?)), their ids, and the next command's result."""
+    first = run_cli(cwd, *QUICK, "analysis.figures=false")  # makes the experiment, with a run
     assert first.returncode == 0, first.stderr
-    client = client_for(tmp_path)
+    client = client_for(cwd)
     experiment_id = client.get_experiment_by_name("lvsweep").experiment_id
     host, me = socket.gethostname(), os.getpid()
     boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
@@ -185,8 +111,177 @@ def test_only_runs_whose_process_is_certainly_gone_are_closed_as_lost(tmp_path):
     for name, (run_host, pid, stamp, _) in left.items():
         tags = {"lvsweep.host": run_host, "lvsweep.pid": str(pid), **({"lvsweep.pid_start": stamp} if stamp else {})}
         ids[name] = client.create_run(experiment_id, run_name=name, tags=tags).info.run_id
+    return left, ids, run_cli(cwd, *QUICK, "analysis.figures=false")
 
-    after = run_cli(tmp_path, *QUICK, "analysis.figures=false")
+
+@pytest.fixture(scope="module")
+def faults(tmp_path_factory, made_store) -> Outcomes:
+    """The module's faults, each in a directory of its own holding a store made as the CLI makes
+    one (each fault lands after the store is open), made together rather than one test after
+    another (every wait is for an event, so a loaded machine only makes them slower):
+    name -> (directory, what the fault's function returned)."""
+    jobs = {"ctrl-c": lambda cwd: stop_a_single_run(cwd, signal.SIGINT),
+            "sigterm": lambda cwd: stop_a_single_run(cwd, signal.SIGTERM),
+            "multirun": stop_a_plain_multirun, "killed hard": kill_a_run_hard,
+            "left by others": leave_runs_of_other_processes}
+    dirs = {name: with_store(made_store, tmp_path_factory.mktemp("fault")) for name in jobs}
+    return together({name: (lambda name=name: (dirs[name], jobs[name](dirs[name]))) for name in jobs},
+                    workers=len(jobs))
+
+
+def test_ctrl_c_on_a_single_run_leaves_it_killed_with_its_metrics(faults):
+    tmp_path, (proc, err, killed, before) = faults["ctrl-c"]
+    assert proc.returncode == 130 and err.strip().splitlines() == ["lvsweep: interrupted"]
+    assert killed.info.status == "KILLED" and killed.data.tags["lvsweep.error"] == "interrupted"
+    history = client_for(tmp_path).get_metric_history(killed.info.run_id, "train/loss")
+    assert len(history) >= len(before) and all(h.step < 1_000_000 for h in history)  # logged before the stop
+
+
+def test_sigterm_on_a_single_run_leaves_it_killed_with_its_metrics_and_config(faults):
+    tmp_path, (proc, err, killed, before) = faults["sigterm"]
+    assert proc.returncode == 143 and err.strip().splitlines() == ["lvsweep: terminated"]
+    assert killed.info.status == "KILLED" and killed.data.tags["lvsweep.error"] == "terminated"
+    history = client_for(tmp_path).get_metric_history(killed.info.run_id, "train/loss")
+    assert {(h.step, h.value) for h in before} <= {(h.step, h.value) for h in history}  # nothing lost
+    assert all(h.step < 1_000_000 for h in history)
+    assert "config.yaml" in {a.path for a in client_for(tmp_path).list_artifacts(killed.info.run_id)}
+    logged = client_for(tmp_path).download_artifacts(killed.info.run_id, "config.yaml", str(tmp_path))
+    assert "epochs: 1000000" in Path(logged).read_text()  # written before training, not at its end
+
+
+def test_sigterm_on_a_plain_multirun_closes_the_job_and_the_sweep(faults):
+    tmp_path, (proc, err, job) = faults["multirun"]
+    assert proc.returncode == 143 and err.strip().splitlines() == ["lvsweep: terminated"]
+    runs = {r.info.run_id: r for r in all_runs(tmp_path)}
+    (parent,) = [r for r in runs.values() if r.data.tags.get("lvsweep.kind") == "sweep"]
+    assert parent.info.status == "KILLED" and parent.data.tags["lvsweep.error"] == "terminated"
+    assert runs[job.info.run_id].info.status == "KILLED"
+    assert runs[job.info.run_id].data.tags["lvsweep.error"] == "terminated"
+    assert [r.data.params["noise.level"] for r in runs.values() if r is not parent] == ["0.0"]  # job 1 never began
+
+
+def interrupt_a_study_and_resume_it(cwd: Path) -> dict:
+    """Ctrl-C on a study once trial 1's run is open, then the same command again: what the study
+    and the store held after the stop, and the rerun's result."""
+    seen: dict = {}
+    proc = seen["proc"] = start_cli(cwd, *STUDY)
+    wait_for_run(cwd, proc, "tags.optuna_trial = '1'")
+    proc.send_signal(signal.SIGINT)
+    finish_cli(proc)
+    seen["before"] = {t.number: t for t in load_study(cwd).get_trials()}
+    seen["trial 1 status"] = children_by_trial(cwd)[1][0].info.status
+    seen["parents"] = [r for r in all_runs(cwd) if r.data.tags.get("lvsweep.kind") == "sweep"]
+    seen["resumed"] = run_cli(cwd, *STUDY)
+    return seen
+
+
+def terminate_a_study(cwd: Path) -> tuple[subprocess.Popen, str, object]:
+    """SIGTERM on a study once trial 1's run is open: the CLI (exited), its stderr, trial 1's run."""
+    proc = start_cli(cwd, *STUDY)
+    trial_run = wait_for_run(cwd, proc, "tags.optuna_trial = '1'")
+    proc.send_signal(signal.SIGTERM)
+    _, err = finish_cli(proc)
+    return proc, err, trial_run
+
+
+def kill_a_worker_and_restart_it(cwd: Path) -> dict:
+    """SIGKILL on a study's worker once trial 1's run is open, then the same command again: the
+    study and the store after the kill, and the restart's result."""
+    seen: dict = {}
+    proc = seen["proc"] = start_cli(cwd, *STUDY)
+    wait_for_run(cwd, proc, "tags.optuna_trial = '1'")
+    proc.kill()  # SIGKILL: no handler runs, the trial and its runs are left RUNNING
+    finish_cli(proc)
+    seen["before"] = {t.number: t for t in load_study(cwd).get_trials()}
+    seen["first run"] = children_by_trial(cwd)[0][0]
+    seen["restarted"] = run_cli(cwd, *STUDY)
+    return seen
+
+
+def kill_a_launcher_worker(cwd: Path) -> tuple[subprocess.Popen, str, object]:
+    """SIGKILL on the joblib worker of a plain multirun's long job once the short job finished:
+    the CLI (exited), its stderr, the long job's run."""
+    proc = start_cli(cwd, "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "trainer.epochs=100,400000",
+                     "system.n_steps=300", "analysis.perturb.k=5", "analysis.figures=false")
+    victim = wait_for_run(cwd, proc, "params.`trainer.epochs` = '400000'")
+    # The short job finishes first, so the kill cannot take it down with the worker pool.
+    wait_for_run(cwd, proc, "params.`trainer.epochs` = '100'", status="FINISHED")
+    os.kill(int(victim.data.tags["lvsweep.pid"]), signal.SIGKILL)
+    _, err = finish_cli(proc)
+    return proc, err, victim
+
+
+@pytest.fixture(scope="module")
+def study_faults(tmp_path_factory, made_store) -> Outcomes:
+    """The slow faults, each in a directory of its own holding a store made as the CLI makes one,
+    made together rather than one test after another: name -> (directory, what its function returned)."""
+    jobs = {"ctrl-c": interrupt_a_study_and_resume_it, "sigterm": terminate_a_study,
+            "worker killed": kill_a_worker_and_restart_it, "launcher worker killed": kill_a_launcher_worker}
+    dirs = {name: with_store(made_store, tmp_path_factory.mktemp("study-fault")) for name in jobs}
+    return together({name: (lambda name=name: (dirs[name], jobs[name](dirs[name]))) for name in jobs},
+                    workers=len(jobs))
+
+
+@pytest.mark.slow
+def test_ctrl_c_on_a_study_fails_the_running_trial_and_the_study_resumes(study_faults):
+    tmp_path, seen = study_faults["ctrl-c"]
+    before = seen["before"]
+    assert seen["proc"].returncode == 130
+    assert before[0].state == TrialState.COMPLETE and before[1].state == TrialState.FAIL
+    assert seen["trial 1 status"] == "KILLED"
+    (parent,) = seen["parents"]
+    assert parent.info.status == "KILLED"
+
+    resumed = seen["resumed"]
+    assert resumed.returncode == 0, resumed.stderr
+    trials = load_study(tmp_path).get_trials()
+    assert [t.state for t in trials].count(TrialState.COMPLETE) == 3
+    assert trials[0].value == before[0].value and trials[1].state == TrialState.FAIL  # kept as they were
+    by_trial = children_by_trial(tmp_path)
+    assert sorted(by_trial) == [t.number for t in trials] and all(len(runs) == 1 for runs in by_trial.values())
+    assert [by_trial[t.number][0].info.status for t in trials] == \
+        ["FINISHED", "KILLED"] + ["FINISHED"] * (len(trials) - 2)
+
+
+@pytest.mark.slow
+def test_sigterm_on_a_study_fails_the_running_trial_and_closes_its_runs(study_faults):
+    tmp_path, (proc, err, trial_run) = study_faults["sigterm"]
+    assert proc.returncode == 143 and err.strip().splitlines() == ["lvsweep: terminated"]
+    trials = {t.number: t for t in load_study(tmp_path).get_trials()}
+    assert trials[0].state == TrialState.COMPLETE and trials[1].state == TrialState.FAIL
+    assert trials[1].user_attrs["lvsweep.failure"].startswith("terminated")
+    runs = {r.info.run_id: r for r in all_runs(tmp_path)}
+    assert runs[trial_run.info.run_id].info.status == "KILLED"
+    assert runs[trial_run.info.run_id].data.tags["lvsweep.error"] == "terminated"
+    assert children_by_trial(tmp_path)[0][0].info.status == "FINISHED"  # finished before: untouched
+    (parent,) = [r for r in runs.values() if r.data.tags.get("lvsweep.kind") == "sweep"]
+    assert parent.info.status == "KILLED" and parent.data.tags["lvsweep.error"] == "terminated"
+
+
+def test_a_run_killed_hard_is_closed_as_lost_by_the_next_command_and_a_live_one_is_not(faults):
+    tmp_path, seen = faults["killed hard"]
+    run, victim, metrics = seen["run"], seen["victim"], seen["metrics"]
+    assert seen["beside"].returncode == 0, seen["beside"].stderr
+    assert seen["status beside"] == "RUNNING"  # a command beside a live run leaves it alone
+    assert seen["status killed"] == "RUNNING"  # SIGKILL: nothing closed it
+    after = seen["after"]
+    assert after.returncode == 0, after.stderr
+    assert f"run {run.info.run_id} (run) was left RUNNING by process {victim.pid}" in after.stdout
+    lost = client_for(tmp_path).get_run(run.info.run_id)
+    reason = lost.data.tags["lvsweep.error"]
+    assert lost.info.status == "FAILED" and reason.startswith(f"lost: process {victim.pid} on host ")
+    assert "is gone" in reason
+    history = client_for(tmp_path).get_metric_history(run.info.run_id, "train/loss")
+    assert {(h.step, h.value) for h in metrics} <= {(h.step, h.value) for h in history}  # nothing lost
+    assert "config.yaml" in {a.path for a in client_for(tmp_path).list_artifacts(run.info.run_id)}
+    assert sorted(r.info.status for r in all_runs(tmp_path)) == ["FAILED", "FINISHED", "FINISHED"]
+
+
+def test_only_runs_whose_process_is_certainly_gone_are_closed_as_lost(faults):
+    """Runs as other processes left them in the store: the next command closes those of a process
+    that has ended or whose pid now belongs to a later process, and leaves the rest alone."""
+    tmp_path, (left, ids, after) = faults["left by others"]
+    client = client_for(tmp_path)
     assert after.returncode == 0, after.stderr
     for name, (_, pid, _, closed) in left.items():
         run = client.get_run(ids[name])
@@ -205,16 +300,12 @@ def _pid_of_ended() -> int:
 
 
 @pytest.mark.slow
-def test_a_worker_killed_mid_trial_is_failed_retried_and_closed_on_restart(tmp_path):
-    proc = start_cli(tmp_path, *STUDY)
-    wait_for_run(tmp_path, proc, "tags.optuna_trial = '1'")
-    proc.kill()  # SIGKILL: no handler runs, the trial and its runs are left RUNNING
-    finish_cli(proc)
-    before = {t.number: t for t in load_study(tmp_path).get_trials()}
+def test_a_worker_killed_mid_trial_is_failed_retried_and_closed_on_restart(study_faults):
+    tmp_path, seen = study_faults["worker killed"]
+    proc, before, first_run = seen["proc"], seen["before"], seen["first run"]
     assert before[0].state == TrialState.COMPLETE and before[1].state == TrialState.RUNNING
-    first_run = children_by_trial(tmp_path)[0][0]
 
-    restarted = run_cli(tmp_path, *STUDY)
+    restarted = seen["restarted"]
     assert restarted.returncode == 0, restarted.stderr
     trials = load_study(tmp_path).get_trials()
     states = [t.state for t in trials]
@@ -236,15 +327,9 @@ def test_a_worker_killed_mid_trial_is_failed_retried_and_closed_on_restart(tmp_p
 
 
 @pytest.mark.slow
-def test_a_launcher_worker_killed_in_a_plain_multirun_leaves_no_run_running(tmp_path):
+def test_a_launcher_worker_killed_in_a_plain_multirun_leaves_no_run_running(study_faults):
     """The joblib launcher loses a job whose worker dies; the sweep closes what it left behind."""
-    proc = start_cli(tmp_path, "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "trainer.epochs=100,400000",
-                     "system.n_steps=300", "analysis.perturb.k=5", "analysis.figures=false")
-    victim = wait_for_run(tmp_path, proc, "params.`trainer.epochs` = '400000'")
-    # The short job finishes first, so the kill cannot take it down with the worker pool.
-    wait_for_run(tmp_path, proc, "params.`trainer.epochs` = '100'", status="FINISHED")
-    os.kill(int(victim.data.tags["lvsweep.pid"]), signal.SIGKILL)
-    _, err = finish_cli(proc)
+    tmp_path, (proc, err, victim) = study_faults["launcher worker killed"]
     assert proc.returncode == 1
     assert len(err.strip().splitlines()) == 1 and err.startswith("lvsweep: error: sweep: the launcher stopped")
     runs = {r.info.run_id: r for r in all_runs(tmp_path)}

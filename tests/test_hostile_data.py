@@ -6,6 +6,11 @@ Each data row writes its file into the row's own directory and names it relative
 (`data.path=obs.csv`): Hydra does not change the working directory (version_base 1.3), so the path
 is read from where the command was started. The reader's own bounds and decoding are tested
 directly below the table.
+
+The first row of each class (a data file, a fit setting, the report's --out) and the FIFO (which a
+regression would leave waiting for a writer) run as subprocesses, as does the report's unreachable
+store in the test after the table; the other rows call the CLI's entry function in this process
+(`entry_calls`, see `helpers.table`).
 """
 from __future__ import annotations
 
@@ -25,7 +30,7 @@ from lvsweep.errors import LvsweepError
 from lvsweep.estimation.observed import MAX_LINE_CHARS, MAX_LINES, MAX_ROWS, load_series
 from lvsweep.estimation.priors import Prior, mass_inside
 from helpers.cli import cli_env, run_cli
-from helpers.table import Row, check_rows
+from helpers.table import Row, check_rows, entry_calls
 
 AS_ROOT = os.geteuid() == 0  # root reads a chmod 000 file; /proc/self/mem then stands in as unreadable
 HEADER = "t,prey,predator"
@@ -91,40 +96,47 @@ ROWS = [
     # ------------------------------------------------ class 8: the data file
     Row((*CSV,), "data.path", setup=csv_file(good_with("3,", "3," + "9" * 200_000 + ",5")),
         says="line 5 is longer than", label="a 200 kB cell"),
-    Row((*CSV,), "data.path", setup=stray_quote_in_a_large_file, says="line 3", label="a stray quote"),
-    Row((*CSV,), "data.path", setup=csv_file(GOOD.replace(HEADER, "t,prey,predator,prey")),
-        says="column 'prey' appears twice", label="a duplicated column"),
-    Row((*CSV,), "data.values", setup=csv_file("\ufeff" + good_with("2,", "2,lots,5")),
-        says="row 3 (line 4), column 'prey'", label="a byte-order mark, then a bad cell"),
-    Row((*CSV,), "data.path", setup=csv_file(GOOD.replace("prey", "pr\xe9y", 1).encode("latin-1")),
-        says="line 1: byte 0xe9 is not UTF-8", label="latin-1 text"),
-    Row((*CSV,), "data.path", setup=million_rows, says=f"more than {MAX_ROWS} data rows", label="1,000,000 rows"),
-    Row((*CSV,), "data.path", setup=csv_file(""), says="no header and no rows", label="an empty file"),
-    Row((*CSV,), "data.time", setup=csv_file(GOOD.replace(HEADER, "T,prey,predator")), says="did you mean 'T'?",
-        label="no time column"),
-    Row((*CSV,), "data.path", setup=folder, says="is a folder", label="a folder"),
-    Row((*CSV,), "data.path", setup=fifo, says="not a regular file", label="a FIFO"),
-    Row(("data=csv", "data.path=/proc/self/mem") if AS_ROOT else CSV, "data.path",
-        setup=None if AS_ROOT else unreadable, says="cannot be read", label="an unreadable file"),
-    Row((*CSV,), "estimate.priors.x0_prey", setup=csv_file(GOOD.replace("\n0,10,", "\n0,1e12,", 1)),
-        says="the default prior, around the first observation", label="values beyond the fit's range"),
+    Row((*CSV,), "data.path", setup=fifo, says="not a regular file", label="a FIFO"),  # a hang here would be its own
+    *entry_calls(
+        Row((*CSV,), "data.path", setup=stray_quote_in_a_large_file, says="line 3", label="a stray quote"),
+        Row((*CSV,), "data.path", setup=csv_file(GOOD.replace(HEADER, "t,prey,predator,prey")),
+            says="column 'prey' appears twice", label="a duplicated column"),
+        Row((*CSV,), "data.values", setup=csv_file("\ufeff" + good_with("2,", "2,lots,5")),
+            says="row 3 (line 4), column 'prey'", label="a byte-order mark, then a bad cell"),
+        Row((*CSV,), "data.path", setup=csv_file(GOOD.replace("prey", "pr\xe9y", 1).encode("latin-1")),
+            says="line 1: byte 0xe9 is not UTF-8", label="latin-1 text"),
+        Row((*CSV,), "data.path", setup=million_rows, says=f"more than {MAX_ROWS} data rows", label="1,000,000 rows"),
+        Row((*CSV,), "data.path", setup=csv_file(""), says="no header and no rows", label="an empty file"),
+        Row((*CSV,), "data.time", setup=csv_file(GOOD.replace(HEADER, "T,prey,predator")), says="did you mean 'T'?",
+            label="no time column"),
+        Row((*CSV,), "data.path", setup=folder, says="is a folder", label="a folder"),
+        Row(("data=csv", "data.path=/proc/self/mem") if AS_ROOT else CSV, "data.path",
+            setup=None if AS_ROOT else unreadable, says="cannot be read", label="an unreadable file"),
+        Row((*CSV,), "estimate.priors.x0_prey", setup=csv_file(GOOD.replace("\n0,10,", "\n0,1e12,", 1)),
+            says="the default prior, around the first observation", label="values beyond the fit's range"),
+    ),
     # ------------------------------------------------ class 9: fit settings and the report's flags
     Row((*LYNX, "estimate.priors.alpha.median=abc"), "estimate.priors.alpha.median"),
-    Row((*LYNX, "estimate.priors.alpha.kind=gauss"), "estimate.priors.alpha.kind", says="lognormal, truncnormal"),
-    Row((*LYNX, "estimate.priors.alpha.median=1e-320"), "estimate.priors.alpha", says="of its mass"),
-    Row((*LYNX, "estimate.priors.alpha={kind: loguniform, low: 2, high: 1}"), "estimate.priors.alpha.high"),
-    Row((*LYNX, "estimate.params=[beta,sigma_prey,sigma_predator]", "estimate.priors.alpha.median=-1"),
-        "estimate.priors.alpha.median", label="a bad prior of a quantity held fixed"),
-    Row((*LYNX, "estimate.params=[alpha,beta]"), "estimate.params", says="must include sigma_prey"),
-    Row((*LYNX, "estimate.burn=0"), "estimate.burn"),
+    *entry_calls(
+        Row((*LYNX, "estimate.priors.alpha.kind=gauss"), "estimate.priors.alpha.kind", says="lognormal, truncnormal"),
+        Row((*LYNX, "estimate.priors.alpha.median=1e-320"), "estimate.priors.alpha", says="of its mass"),
+        Row((*LYNX, "estimate.priors.alpha={kind: loguniform, low: 2, high: 1}"), "estimate.priors.alpha.high"),
+        Row((*LYNX, "estimate.params=[beta,sigma_prey,sigma_predator]", "estimate.priors.alpha.median=-1"),
+            "estimate.priors.alpha.median", label="a bad prior of a quantity held fixed"),
+        Row((*LYNX, "estimate.params=[alpha,beta]"), "estimate.params", says="must include sigma_prey"),
+        Row((*LYNX, "estimate.burn=0"), "estimate.burn"),
+    ),
     Row(("--out", "taken"), "--out", setup=out_is_a_file, says="is a file", module="lvsweep.report"),
-    Row(("--out", "taken/report"), "--out", setup=out_is_a_file, says="is a file", module="lvsweep.report"),
-    Row((), "--out", setup=csv_file("not a folder\n", "report"), says="(the default, report/)", module="lvsweep.report",
-        label="a file named report"),
-    Row(("--out", UNWRITABLE_OUT), "--out", setup=read_only_folder, says="cannot write", module="lvsweep.report"),
-    Row(("--tracking-uri", "http://127.0.0.1:9"), "--tracking-uri", says="cannot reach", module="lvsweep.report"),
-    Row(("--tracking-uri", "http://127.0.0.1:9", "--out", "taken"), "--out", setup=out_is_a_file,
-        module="lvsweep.report", label="both bad: --out first"),
+    *entry_calls(
+        Row(("--out", "taken/report"), "--out", setup=out_is_a_file, says="is a file", module="lvsweep.report"),
+        Row((), "--out", setup=csv_file("not a folder\n", "report"), says="(the default, report/)",
+            module="lvsweep.report", label="a file named report"),
+        Row(("--out", UNWRITABLE_OUT), "--out", setup=read_only_folder, says="cannot write", module="lvsweep.report"),
+        Row(("--tracking-uri", "http://127.0.0.1:9", "--out", "taken"), "--out", setup=out_is_a_file,
+            module="lvsweep.report", label="both bad: --out first"),
+        # in a process of its own in the test below, which also times it
+        Row(("--tracking-uri", "http://127.0.0.1:9"), "--tracking-uri", says="cannot reach", module="lvsweep.report"),
+    ),
 ]
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers.cli import error_line, finish_cli, run_cli, start_cli
+from helpers.cli import Outcomes, error_line, finish_cli, run_cli, start_cli, together
 from helpers.overrides import QUICK, QUICK_SWEEP
 from helpers.store import all_runs, wait_for_run
 from helpers.table import Row, check_rows, store_runs
@@ -109,16 +109,50 @@ def make_half_made(cwd: Path) -> None:
         con.execute("CREATE TABLE _alembic_tmp_jobs (id VARCHAR(36))")
 
 
-@pytest.mark.parametrize("make", [make_half_made, lambda cwd: ((cwd / "mlruns").mkdir(), (cwd / DB).touch())],
-                         ids=["half made, no runs", "empty file"])
-def test_a_store_left_unmade_is_made_anew(tmp_path: Path, make):
-    make(tmp_path)
-    proc = run_cli(tmp_path, *QUICK)
+def empty_file_store(cwd: Path) -> None:
+    (cwd / "mlruns").mkdir()
+    (cwd / DB).touch()
+
+
+def fill_the_disk_while_training(cwd: Path) -> tuple[str, subprocess.Popen, str]:
+    """A run whose store may no longer grow once it is training (RLIMIT_FSIZE of the running
+    command, as a full filesystem would refuse it): its run id, the CLI (exited) and its stderr."""
+    proc = start_cli(cwd, *QUICK, "trainer.epochs=20000")
+    run = wait_for_run(cwd, proc, "attributes.status = 'RUNNING'")
+    size = (cwd / DB).stat().st_size
+    resource.prlimit(proc.pid, resource.RLIMIT_FSIZE, (size, size))
+    _, err = finish_cli(proc)
+    return run.info.run_id, proc, err
+
+
+UNMADE = {"half made, no runs": make_half_made, "empty file": empty_file_store}
+
+
+@pytest.fixture(scope="module")
+def outcomes(tmp_path_factory) -> Outcomes:
+    """The stores left unmade, each run over by a QUICK run, and the full disk, made together
+    rather than one test after another, each in a directory of its own: name -> (directory, result)."""
+    def unmade(make) -> tuple[Path, subprocess.CompletedProcess]:
+        cwd = tmp_path_factory.mktemp("unmade")
+        make(cwd)
+        return cwd, run_cli(cwd, *QUICK)
+
+    def full_disk() -> tuple[Path, tuple]:
+        cwd = tmp_path_factory.mktemp("full")
+        return cwd, fill_the_disk_while_training(cwd)
+
+    return together({**{name: (lambda make=make: unmade(make)) for name, make in UNMADE.items()},
+                     "full disk": full_disk})
+
+
+@pytest.mark.parametrize("name", list(UNMADE))
+def test_a_store_left_unmade_is_made_anew(outcomes, name: str):
+    tmp_path, proc = outcomes[name]
     assert proc.returncode == 0, proc.stderr
     [run] = all_runs(tmp_path)
     assert run.info.status == "FINISHED"
     kept = sorted(p.name for p in (tmp_path / "mlruns").glob("mlflow.db.unfinished-*"))
-    if make is make_half_made:
+    if UNMADE[name] is make_half_made:
         assert len(kept) == 1 and "made anew" in proc.stdout
         with sqlite3.connect(tmp_path / "mlruns" / kept[0]) as con:  # the old file, untouched
             assert "_alembic_tmp_jobs" in {r[0] for r in con.execute("SELECT name FROM sqlite_master")}
@@ -126,16 +160,12 @@ def test_a_store_left_unmade_is_made_anew(tmp_path: Path, make):
         assert kept == [] and "made anew" not in proc.stdout
 
 
-def test_a_full_disk_still_closes_the_run_with_the_reason(tmp_path: Path):
-    """The disk fills while the run trains: the store's file may not grow (RLIMIT_FSIZE of the
-    running command, as a full filesystem would refuse it). The metrics that could not be written
-    are lost, and said to be; the run is closed FAILED, not left RUNNING for the next command."""
-    proc = start_cli(tmp_path, *QUICK, "trainer.epochs=20000")
-    run = wait_for_run(tmp_path, proc, "attributes.status = 'RUNNING'")
-    size = (tmp_path / DB).stat().st_size
-    resource.prlimit(proc.pid, resource.RLIMIT_FSIZE, (size, size))
-    _, err = finish_cli(proc)
+def test_a_full_disk_still_closes_the_run_with_the_reason(outcomes):
+    """The disk fills while the run trains: the store's file may not grow. The metrics that could
+    not be written are lost, and said to be; the run is closed FAILED, not left RUNNING for the
+    next command."""
+    tmp_path, (run_id, proc, err) = outcomes["full disk"]
     line = error_line(subprocess.CompletedProcess(proc.args, proc.returncode, "", err))
     assert line.startswith("lvsweep: error: tracking.uri: the store refused a write")
-    [closed] = [r for r in store_runs(tmp_path) if r[0] == run.info.run_id]
+    [closed] = [r for r in store_runs(tmp_path) if r[0] == run_id]
     assert closed[1] == "FAILED" and ("could not be written" in closed[2] or "refused a write" in closed[2]), closed

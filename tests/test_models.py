@@ -229,6 +229,7 @@ def test_validation_accepts_full_attention_and_rollout(overrides):
     validate(compose_config(*overrides))
 
 
+@pytest.mark.usefixtures("store_in_tmp_path")  # the store's creation is checked elsewhere
 def test_ablation_multirun_records_three_children_with_model_and_head_metrics(tmp_path: Path):
     proc = run_cli(tmp_path, "-m", "model=linear,multihead,transformer", "trainer.epochs=20",
                    "system.n_steps=120", "trainer.log_every=10", "trainer.val_every=10", "trainer.align_every=10",

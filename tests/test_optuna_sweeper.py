@@ -23,7 +23,7 @@ from hydra_plugins.lvsweep_optuna_sweeper._study import StudySweeper
 from hydra_plugins.lvsweep_optuna_sweeper.config import OptunaSweeperConf
 from hydra_plugins.lvsweep_optuna_sweeper.lvsweep_optuna_sweeper import check_settings
 from lvsweep.errors import LvsweepError
-from helpers.cli import error_line, finish_all, run_cli, start_cli
+from helpers.cli import Outcomes, error_line, finish_all, run_cli, start_cli, together
 from helpers.overrides import QUICK_SWEEP
 from helpers.store import client_for, load_study, parents_and_children
 
@@ -123,9 +123,27 @@ def test_sampled_values_survive_the_trip_through_an_override(value):
 
 # ---------------------------------------------------------------- end to end
 
-def test_study_is_tracked_then_continued_by_two_parallel_workers(tmp_path):
-    search = ["-m", "search=optuna", "hydra.sweeper.study_name=s", *QUICK_SWEEP]
-    first = run_cli(tmp_path, *search, "hydra.sweeper.n_trials=3")
+SEARCH = ["-m", "search=optuna", "hydra.sweeper.study_name=s", *QUICK_SWEEP]
+# A brute-force sampler over a choice tries each value once; one value passes every check made
+# before the study starts and fails only in its job, when the ODE blows up.
+MULTI_OBJECTIVE = ["-m", "hydra/sweeper=lvsweep_optuna", "hydra.sweeper.study_name=mo", "hydra.sweeper.n_trials=5",
+                   "hydra.sweeper.sampler._target_=optuna.samplers.BruteForceSampler",
+                   "hydra.sweeper.direction=[maximize,minimize]", f"objectives=[{OBJECTIVE},val/loss]",
+                   "system.params.alpha=choice(1e308,0.9,1.1)", *QUICK_SWEEP]
+
+
+@pytest.fixture(scope="module")
+def studies(tmp_path_factory) -> Outcomes:
+    """The first invocation of study `s` and the multi-objective study, each in an empty directory
+    of its own, run together rather than one test after another: name -> (directory, result)."""
+    dirs = {"s": tmp_path_factory.mktemp("study"), "mo": tmp_path_factory.mktemp("mo")}
+    return together({"s": lambda: (dirs["s"], run_cli(dirs["s"], *SEARCH, "hydra.sweeper.n_trials=3")),
+                     "mo": lambda: (dirs["mo"], run_cli(dirs["mo"], *MULTI_OBJECTIVE))})
+
+
+def test_study_is_tracked_then_continued_by_two_parallel_workers(studies):
+    tmp_path, first = studies["s"]
+    search = SEARCH
     assert first.returncode == 0, first.stderr
 
     study = load_study(tmp_path, "s")
@@ -171,13 +189,8 @@ def test_study_is_tracked_then_continued_by_two_parallel_workers(tmp_path):
         assert t.user_attrs["mlflow_run_id"] == run.info.run_id  # parallel workers link their own trials
 
 
-def test_failed_trial_is_recorded_and_multi_objective_study_keeps_pairs(tmp_path):
-    # A brute-force sampler over a choice tries each value once; one value passes every check made
-    # before the study starts and fails only in its job, when the ODE blows up.
-    proc = run_cli(tmp_path, "-m", "hydra/sweeper=lvsweep_optuna", "hydra.sweeper.study_name=mo",
-                   "hydra.sweeper.n_trials=5", "hydra.sweeper.sampler._target_=optuna.samplers.BruteForceSampler",
-                   "hydra.sweeper.direction=[maximize,minimize]", f"objectives=[{OBJECTIVE},val/loss]",
-                   "system.params.alpha=choice(1e308,0.9,1.1)", *QUICK_SWEEP)
+def test_failed_trial_is_recorded_and_multi_objective_study_keeps_pairs(studies):
+    tmp_path, proc = studies["mo"]
     assert proc.returncode == 1, proc.stderr  # the CLI reports the failed job...
     assert "the sampler has covered the whole search space" in proc.stdout  # ...and the study went on
 

@@ -10,7 +10,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from helpers.cli import HANG_S, cli_env, error_line, finish_all, run_cli, start_cli
+from helpers.cli import HANG_S, cli_env, error_line, finish_all, run_cli, start_cli, together
 from helpers.overrides import QUICK_SWEEP
 from helpers.servers import PG_PASSWORD, MlflowServer, PostgresCluster, free_port, missing_postgres
 from helpers.store import client_for, parents_and_children
@@ -64,10 +64,13 @@ def test_a_missing_database_or_a_closed_port_is_one_line_with_the_password_maske
     cluster, _, server = servers
     missing_db = cluster.url("no_such_db")
     closed = f"postgresql://lv:{PG_PASSWORD}@127.0.0.1:{free_port()}/optuna"
-    for override, field, url in [(f"hydra.sweeper.storage={missing_db}", "hydra.sweeper.storage", missing_db),
-                                 (f"tracking.uri={closed}", "tracking.uri", closed)]:
-        line = error_line(run_cli(tmp_path, "-m", "search=optuna", override, *QUICK_SWEEP,
-                                  env=cli_env(MLFLOW_TRACKING_URI=server.url)))
+    cases = [(f"hydra.sweeper.storage={missing_db}", "hydra.sweeper.storage", missing_db),
+             (f"tracking.uri={closed}", "tracking.uri", closed)]
+    procs = together({field: (lambda override=override: run_cli(tmp_path, "-m", "search=optuna", override, *QUICK_SWEEP,
+                                                                env=cli_env(MLFLOW_TRACKING_URI=server.url)))
+                      for override, field, _ in cases})  # both at once: each is refused before it writes
+    for _, field, url in cases:
+        line = error_line(procs[field])
         masked = url.replace(PG_PASSWORD, "***")
         assert line.startswith(f"lvsweep: error: {field}: cannot reach {masked}: ") and PG_PASSWORD not in line
     assert not list(tmp_path.rglob("attention.csv"))  # nothing trained

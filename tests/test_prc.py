@@ -53,6 +53,7 @@ def test_period_of_van_der_pol_matches_the_known_value():
     assert orbit_period(orbit)[0] == pytest.approx(6.6633, rel=1e-3)  # μ = 1
 
 
+@pytest.mark.usefixtures("store_in_tmp_path")  # the store's creation is checked elsewhere
 def test_prc_run_records_csv_figure_and_alignment(tmp_path: Path):
     proc = run_cli(tmp_path, *QUICK, "analysis.figures=true", "system=goodwin", "analysis.prc=true", "analysis.prc_kick.state=repressor",
                    "objectives=[prc/spearman]")

@@ -3,10 +3,13 @@ promises, and (slow) runs through the real CLI.
 
 The presets are found by listing the two folders, so a new preset is tested without editing this
 file. In the default suite each is composed in process (a fraction of a second); through the CLI,
-shrunk to one job of QUICK size, each costs a CLI start, which is why that part is `slow`.
+shrunk to one job of QUICK size, each costs a CLI start, which is why that part is `slow`; those
+runs are made together, each in a directory of its own.
 """
 from __future__ import annotations
 
+import subprocess
+from pathlib import Path
 from typing import NamedTuple
 
 import pytest
@@ -21,9 +24,9 @@ from hydra_plugins.lvsweep_optuna_sweeper.lvsweep_optuna_sweeper import check_se
 from lvsweep.app import compose_config
 from lvsweep.config import CONF_MODULE, conf_dir, validate
 from lvsweep.tracking.runs import flatten
-from helpers.cli import run_cli
+from helpers.cli import Outcomes, run_cli, together
 from helpers.overrides import QUICK
-from helpers.store import parents_and_children
+from helpers.store import parents_and_children, with_store
 
 EXPERIMENTS = sorted(path.stem for path in (conf_dir() / "experiment").glob("*.yaml"))
 SEARCHES = sorted(path.stem for path in (conf_dir() / "search").glob("*.yaml"))
@@ -113,11 +116,22 @@ def one_job(preset: str) -> Job:
     return Job(overrides, overrides, cfg.hydra.mode == RunMode.MULTIRUN, set())
 
 
+@pytest.fixture(scope="module")
+def preset_runs(tmp_path_factory, made_store) -> Outcomes:
+    """Every preset's one job through the CLI, each in a directory holding a store made as the CLI
+    makes one, two or three at once rather than one test after another: preset -> (job, dir, result)."""
+    def one(preset: str) -> tuple[Job, Path, subprocess.CompletedProcess]:
+        job = one_job(preset)
+        cwd = with_store(made_store, tmp_path_factory.mktemp("preset"))
+        return job, cwd, run_cli(cwd, *job.args)
+
+    return together({preset: (lambda preset=preset: one(preset)) for preset in PRESETS})
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("preset", PRESETS)
-def test_every_preset_runs_one_quick_job_through_the_cli(preset, tmp_path):
-    job = one_job(preset)
-    proc = run_cli(tmp_path, *job.args)
+def test_every_preset_runs_one_quick_job_through_the_cli(preset, preset_runs):
+    job, tmp_path, proc = preset_runs[preset]
     assert proc.returncode == 0, proc.stderr
     parents, children = parents_and_children(tmp_path)
     if job.multirun:

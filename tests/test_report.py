@@ -12,9 +12,10 @@ import pytest
 from lvsweep.tracking.report import continuous_bins, group_runs, quantile_bins, varying_params
 from lvsweep.tracking.report_table import COLUMNS, N_BINS, markdown
 
-from helpers.cli import run_cli
+from helpers.cli import run_cli, together
+from helpers.inprocess import call_cli
 from helpers.overrides import QUICK
-from helpers.store import child_runs, client_for, sweep_parents
+from helpers.store import child_runs, client_for, sweep_parents, with_store
 
 
 def run_report(cwd: Path, *args: str) -> subprocess.CompletedProcess:
@@ -22,17 +23,37 @@ def run_report(cwd: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def sweep(tmp_path_factory):
-    cwd = tmp_path_factory.mktemp("sweep")
+def sweep(tmp_path_factory, made_store):
+    """The sweep, in a directory holding a store made as the CLI makes one (its creation is checked
+    elsewhere)."""
+    cwd = with_store(made_store, tmp_path_factory.mktemp("sweep"))
     proc = run_cli(cwd, "-m", "noise=0,2", "model=linear,multihead", "replicates=2", *QUICK)
     assert proc.returncode == 0, proc.stderr
     (parent,) = sweep_parents(cwd)
     return cwd, client_for(cwd), parent
 
 
-def test_report_has_one_row_per_group_with_the_numbers_mlflow_holds(sweep):
+UNKNOWN = [
+    (["--parent", "nosuchrun"], "lvsweep: error: --parent: no run 'nosuchrun' in this store"),
+    (["--experiment", "other"], "lvsweep: error: --experiment: no experiment 'other' in this store"),
+]
+
+
+@pytest.fixture(scope="module")
+def reports(sweep) -> dict[str, subprocess.CompletedProcess]:
+    """The report commands on the sweep's store: the two that write the report one after the
+    other (both log it to the parent run), the two refused beside them. Keyed by their flags."""
+    cwd = sweep[0]
+    writing = [("--out", "rep"), ()]
+    refused = [tuple(args) for args, _ in UNKNOWN]
+    done = together({"writing": lambda: [run_report(cwd, *args) for args in writing],
+                     **{args: (lambda args=args: run_report(cwd, *args)) for args in refused}})
+    return {**dict(zip(writing, done["writing"])), **{args: done[args] for args in refused}}
+
+
+def test_report_has_one_row_per_group_with_the_numbers_mlflow_holds(sweep, reports):
     cwd, client, parent = sweep
-    proc = run_report(cwd, "--out", "rep")
+    proc = reports[("--out", "rep")]
     assert proc.returncode == 0, proc.stderr
     with (cwd / "rep" / "report.csv").open() as fh:
         rows = list(csv.DictReader(fh))
@@ -56,24 +77,23 @@ def test_report_has_one_row_per_group_with_the_numbers_mlflow_holds(sweep):
     assert "replicates.csv" in child_files
 
 
-def test_report_finds_the_latest_sweep_by_itself(sweep):
+def test_report_finds_the_latest_sweep_by_itself(sweep, reports):
     cwd, _, parent = sweep
-    proc = run_report(cwd)
+    proc = reports[()]
     assert proc.returncode == 0, proc.stderr
     assert (cwd / "report" / parent.info.run_id / "report.md").is_file()
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--parent", "nosuchrun"], "lvsweep: error: --parent: no run 'nosuchrun' in this store"),
-    (["--experiment", "other"], "lvsweep: error: --experiment: no experiment 'other' in this store"),
-])
-def test_unknown_run_or_experiment_is_one_line(sweep, args, message):
-    proc = run_report(sweep[0], *args)
+@pytest.mark.parametrize("args, message", UNKNOWN)
+def test_unknown_run_or_experiment_is_one_line(reports, args, message):
+    proc = reports[tuple(args)]
     assert proc.returncode == 2 and proc.stderr.strip() == message
 
 
 def test_missing_store_is_one_line_and_creates_nothing(tmp_path):
-    proc = run_report(tmp_path)
+    """Through the report's entry function here: refused before MLflow opens anything, as the
+    unknown run above is refused in a process of its own."""
+    proc = call_cli(tmp_path, module="lvsweep.report")
     assert proc.returncode == 2
     assert proc.stderr.strip() == ("lvsweep: error: --tracking-uri: no MLflow store at sqlite:///mlruns/mlflow.db; "
                                    "run a sweep first or pass the store's URI")

@@ -145,6 +145,7 @@ def test_removing_every_param_is_refused_before_anything_is_recorded(tmp_path):
     assert not (tmp_path / "mlruns" / "mlflow.db").exists()
 
 
+@pytest.mark.usefixtures("store_in_tmp_path")  # the store's creation is checked elsewhere
 def test_a_trial_runs_the_replaced_search_space(tmp_path):
     proc = run_cli(tmp_path, "-m", "search=optuna", "hydra.sweeper.study_name=edits", "hydra.sweeper.n_trials=1",
                    'hydra.sweeper.params={seed: "choice(1,2)", model.lr: "interval(0.001, 0.01)"}',

@@ -35,6 +35,7 @@ def enqueue(*points: tuple[int, int]) -> str:
         f"{{trainer.epochs: {e}, trainer.align_every: {a}}}" for e, a in points) + "]"
 
 
+@pytest.mark.usefixtures("store_in_tmp_path")  # the store's creation is checked elsewhere
 def test_pruned_timed_out_and_complete_trials_are_told_apart(tmp_path):
     timeout = 20  # the endless trial goes first and pays the imports; the others need a second or two
     proc = run_cli(tmp_path, "-m", "search=optuna", "hydra.sweeper.study_name=p", "hydra.sweeper.n_trials=3",
@@ -85,6 +86,7 @@ def test_pruned_timed_out_and_complete_trials_are_told_apart(tmp_path):
     assert re.search(r"Not in the table: 1 pruned by the study's pruner \(trial_2 [^)]*\); 1 not FINISHED \(trial_0 ", report)
 
 
+@pytest.mark.usefixtures("store_in_tmp_path")  # the store's creation is checked elsewhere
 def test_a_slot_is_refilled_while_a_long_trial_runs_and_sigterm_closes_every_run(tmp_path):
     """Two asynchronous slots on joblib: the endless trial 0 holds one, trial 1 passes through the
     other (pruned at step 100 inside its worker), so trial 2 is asked while trial 0 still runs (a

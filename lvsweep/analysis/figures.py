@@ -4,24 +4,31 @@ from __future__ import annotations
 
 from itertools import combinations
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import matplotlib
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.colors import LogNorm
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
 
-from lvsweep.analysis.perturbation import PerturbationResult
-from lvsweep.analysis.plotting import legend_outside, save, styled, subplots
-from lvsweep.analysis.prc import PhaseResponse
-from lvsweep.systems import DynamicalSystem
+from lvsweep.analysis.plotting import FigureCall, draw_inline, legend_outside, save, styled, subplots
 from lvsweep.metric_names import ALIGN_BASELINE_LINEAR, ALIGN_BASELINE_NORM, ALIGN_EXCESS, ALIGN_PEARSON, ALIGN_PVALUE, ALIGN_SPEARMAN, ALIGN_SPEARMAN_CI_HIGH, ALIGN_SPEARMAN_CI_LOW, ALIGN_SPEARMAN_INIT
+
+if TYPE_CHECKING:
+    from lvsweep.analysis.perturbation import PerturbationResult
+    from lvsweep.analysis.prc import PhaseResponse
+    from lvsweep.systems import DynamicalSystem
 
 HIGH, LOW = "tab:red", "tab:blue"
 # Attention relative to uniform (T·a_t: 1 = every step weighted alike) is drawn on one fixed log range
 # in every run, so that the colours and axes of two runs of a sweep mean the same; values outside are
 # clipped to its ends.
 ATTENTION_RANGE = (1e-2, 1e2)
+# The phase portrait's layout height, and the room below it for its legend (see `phase_portrait`);
+# SUPTITLE_Y is matplotlib's default height of a suptitle.
+PORTRAIT_HEIGHT, LEGEND_ROOM, SUPTITLE_Y = 4.8, 0.6, 0.98
 # Display names of the sensitivity measures, by the code name runs record (`lvsweep.sensitivity`).
 MEASURE_NAMES = {"lyapunov_normal": r"Lyapunov normal derivative $\nabla V\cdot\hat{n}$",
                  "ftle": r"FTLE $\lambda(\tau)$"}
@@ -102,7 +109,14 @@ def phase_portrait(path: Path, system: DynamicalSystem, clean: np.ndarray, noisy
     each run would give the same colour different meanings in two runs of a sweep."""
     names = system.state_names
     pairs = list(combinations(range(system.dim), 2))
-    fig, axes = subplots(1, len(pairs), figsize=(5.2 * len(pairs) + 1.2, 4.8), squeeze=False)
+    # The legend hangs below the axes. The figure is LEGEND_ROOM taller than the 4.8 inches it is
+    # laid out in, at the bottom, so that the legend lies on the canvas (the file is cropped to what
+    # is drawn): every height of the 4.8-inch layout is lifted by LEGEND_ROOM.
+    height = PORTRAIT_HEIGHT + LEGEND_ROOM
+    lift = lambda y: (y * PORTRAIT_HEIGHT + LEGEND_ROOM) / height  # noqa: E731
+    rc = matplotlib.rcParams
+    fig, axes = subplots(1, len(pairs), figsize=(5.2 * len(pairs) + 1.2, height), squeeze=False,
+                         gridspec_kw={"bottom": lift(rc["figure.subplot.bottom"]), "top": lift(rc["figure.subplot.top"])})
     noise = _has_noise(clean, noisy)
     rel = relative_attention(attention)
     order = np.argsort(rel, kind="stable")  # the highest attention drawn last, on top
@@ -127,9 +141,10 @@ def phase_portrait(path: Path, system: DynamicalSystem, clean: np.ndarray, noisy
     cbar.set_label(f"attention relative to uniform, T·a_t\n(log; fixed range {ATTENTION_RANGE[0]:g} to "
                    f"{ATTENTION_RANGE[1]:g} in every run, clipped)")
     if handles:
-        fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.45, 0.0), ncol=len(handles),
+        fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.45, lift(0.0)), ncol=len(handles),
                    frameon=False)
-    fig.suptitle("Phase portrait coloured by attention" + (", over level sets of V" if with_v else ""))
+    fig.suptitle("Phase portrait coloured by attention" + (", over level sets of V" if with_v else ""),
+                 y=lift(SUPTITLE_Y))
     return save(fig, path)
 
 
@@ -305,22 +320,31 @@ def phase_response(path: Path, response: PhaseResponse, names: tuple[str, ...], 
     return save(fig, path)
 
 
+def figure_calls(out_dir: Path, system: DynamicalSystem, t: np.ndarray, clean: np.ndarray, noisy: np.ndarray,
+                 attention: np.ndarray, sensitivity: np.ndarray, sensitivity_name: str, metrics: dict[str, float],
+                 pert: PerturbationResult, epsilon: float, head_attention: np.ndarray | None = None) -> list[FigureCall]:
+    """Every figure of a run, as calls to draw here (`write_all`) or in the figure worker;
+    `attention_heads.png` only for models that report per-head attention."""
+    fig_dir = out_dir / "figures"
+    calls = [
+        FigureCall("timeseries", fig_dir / "timeseries.png", (t, clean, noisy, system.state_names, attention, pert)),
+        FigureCall("phase_portrait", fig_dir / "phase_portrait.png", (system, clean, noisy, attention)),
+        FigureCall("attention_vs_sensitivity", fig_dir / "attention_vs_sensitivity.png",
+                   (t, attention, sensitivity, dict(metrics), sensitivity_name)),
+        FigureCall("perturbation", fig_dir / "perturbation.png", (pert, epsilon, clean, system.state_names)),
+    ]
+    if head_attention is not None:
+        calls.append(FigureCall("attention_heads", fig_dir / "attention_heads.png",
+                                (t, head_attention, sensitivity, dict(metrics), sensitivity_name)))
+    return calls
+
+
 def write_all(out_dir: Path, system: DynamicalSystem, t: np.ndarray, clean: np.ndarray, noisy: np.ndarray,
               attention: np.ndarray, sensitivity: np.ndarray, sensitivity_name: str, metrics: dict[str, float],
               pert: PerturbationResult, epsilon: float, head_attention: np.ndarray | None = None) -> list[Path]:
-    """Every figure of a run; `attention_heads.png` only for models that report per-head attention."""
-    fig_dir = out_dir / "figures"
-    paths = [
-        timeseries(fig_dir / "timeseries.png", t, clean, noisy, system.state_names, attention, pert),
-        phase_portrait(fig_dir / "phase_portrait.png", system, clean, noisy, attention),
-        attention_vs_sensitivity(fig_dir / "attention_vs_sensitivity.png", t, attention, sensitivity, metrics,
-                                 sensitivity_name),
-        perturbation(fig_dir / "perturbation.png", pert, epsilon, clean, system.state_names),
-    ]
-    if head_attention is not None:
-        paths.append(attention_heads(fig_dir / "attention_heads.png", t, head_attention, sensitivity, metrics,
-                                     sensitivity_name))
-    return paths
+    """Every figure of a run, drawn in this process."""
+    return draw_inline(figure_calls(out_dir, system, t, clean, noisy, attention, sensitivity, sensitivity_name,
+                                    metrics, pert, epsilon, head_attention))
 
 
 # What the report plot draws per group, with how: the model's alignment solid with round markers,

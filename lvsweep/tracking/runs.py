@@ -458,6 +458,22 @@ def log_model(client: MlflowClient, run_id: str, model: Any, model_input: Any, n
     mlflow.set_tracking_uri(client.tracking_uri)
     # Its warning that pickles run code when loaded is this choice's known cost; once per run it is noise.
     logging.getLogger("mlflow.pytorch").setLevel(logging.ERROR)
-    retry_locked(mlflow.pytorch.log_model, model, name=name, run_id=run_id, model_id=logged.model_id,
-                 signature=infer_signature(example, output), input_example=example,
-                 pip_requirements=requirements, serialization_format="pickle")
+    # MLflow checks the requirements against the installed packages, when it saves the model and
+    # again when it loads it back to try the input example, and for that maps the files of every
+    # installed distribution, once per process: most of the 1.7-3.2 s a process's first model cost.
+    # These requirements are the running torch's and mlflow's own versions, which that check cannot
+    # find wanting: it is skipped for this call, and the requirements are written as given.
+    import mlflow.pyfunc
+    from mlflow.utils import environment as mlflow_environment
+
+    checks = {module: module.warn_dependency_requirement_mismatches for module in (mlflow_environment, mlflow.pyfunc)
+              if hasattr(module, "warn_dependency_requirement_mismatches")}
+    for module in checks:
+        module.warn_dependency_requirement_mismatches = lambda requirements: None
+    try:
+        retry_locked(mlflow.pytorch.log_model, model, name=name, run_id=run_id, model_id=logged.model_id,
+                     signature=infer_signature(example, output), input_example=example,
+                     pip_requirements=requirements, serialization_format="pickle")
+    finally:
+        for module, check in checks.items():
+            module.warn_dependency_requirement_mismatches = check

@@ -4,13 +4,20 @@
 Everything that costs time per step without helping here (progress bar, checkpoints, the
 built-in logger, sanity validation, model summary) is off; metric histories go through our own
 batched sink instead of Lightning's logger, which would write to the store on every step.
+
+The whole training is one Lightning epoch of `ceil(epochs / log_every)` batches (each batch the
+whole trajectory, each Lightning step `log_every` full-batch epochs), validated every
+`val_every / log_every` batches: what Lightning does at the start and end of each of its epochs
+(a new data iterator, epoch hooks, progress and result bookkeeping) is paid once, not per step.
+Every step, validation and callback call happens where it did with one Lightning epoch per step,
+so the numbers and histories are the same.
 """
 from __future__ import annotations
 
 import logging
 import math
 import warnings
-from typing import Any, Sequence
+from typing import Any, Iterator, Optional, Sequence
 
 import pytorch_lightning as pl
 import torch
@@ -30,8 +37,30 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=r"The `srun` command is available on your system")
 
 
+class Steps:
+    """A loader's batches `steps` times over: the training of one Lightning epoch."""
+
+    def __init__(self, loader: Any, steps: int) -> None:
+        self.loader, self.steps = loader, steps
+
+    def __len__(self) -> int:
+        return self.steps * len(self.loader)
+
+    def __iter__(self) -> Iterator[Any]:
+        for _ in range(self.steps):
+            yield from self.loader
+
+
+def schedule(trainer_cfg: Any) -> tuple[int, Optional[int]]:
+    """(Lightning steps, steps between validations or None for no validation during training)."""
+    steps = math.ceil(trainer_cfg.epochs / trainer_cfg.log_every)
+    every = max(1, round(trainer_cfg.val_every / trainer_cfg.log_every))
+    return steps, every if every <= steps else None
+
+
 def make_trainer(trainer_cfg: Any, callbacks: Sequence[pl.Callback]) -> pl.Trainer:
-    """The Trainer, leaving SIGTERM to lvsweep's own handler (see `lvsweep.interrupts`).
+    """The Trainer, leaving SIGTERM to lvsweep's own handler (see `lvsweep.interrupts`); `fit`
+    gives it its data (`Steps` of the training loader).
 
     Its cluster environment is fixed to a single process: lvsweep trains one process on one
     device, whatever the host. Left to detect one, Lightning warns on every run of a SLURM login
@@ -41,12 +70,13 @@ def make_trainer(trainer_cfg: Any, callbacks: Sequence[pl.Callback]) -> pl.Train
 
     from lvsweep.interrupts import keep_sigterm
 
-    steps = math.ceil(trainer_cfg.epochs / trainer_cfg.log_every)
+    _, val_every = schedule(trainer_cfg)
     trainer = pl.Trainer(
         accelerator=str(getattr(trainer_cfg, "accelerator", "cpu")),  # cpu, auto or gpu (validated)
         devices=int(getattr(trainer_cfg, "devices", 1)),
-        max_epochs=steps,  # one Lightning epoch = one batch = `log_every` full-batch epochs
-        check_val_every_n_epoch=max(1, round(trainer_cfg.val_every / trainer_cfg.log_every)),
+        max_epochs=1,  # one Lightning epoch; each of its batches = `log_every` full-batch epochs
+        val_check_interval=val_every,
+        limit_val_batches=None if val_every else 0,
         callbacks=list(callbacks),
         logger=False,
         enable_checkpointing=False,
@@ -64,4 +94,7 @@ def fit(model: pl.LightningModule, datamodule: pl.LightningDataModule, trainer_c
         callbacks: Sequence[pl.Callback]) -> None:
     quiet_lightning()
     torch.set_num_threads(trainer_cfg.threads)
-    make_trainer(trainer_cfg, callbacks).fit(model, datamodule=datamodule)
+    steps, _ = schedule(trainer_cfg)
+    make_trainer(trainer_cfg, callbacks).fit(
+        model, train_dataloaders=Steps(datamodule.train_dataloader(), steps),
+        val_dataloaders=datamodule.val_dataloader())

@@ -11,7 +11,11 @@ import os
 import signal
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Callable, TypeVar
+
+T = TypeVar("T")
 
 HANG_S = 600.0  # a limit against true hangs only; nothing is expected to come near it
 
@@ -61,3 +65,31 @@ def error_line(proc: subprocess.CompletedProcess, status: int = 2) -> str:
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == status and len(lines) == 1, f"exit {proc.returncode}, stderr: {proc.stderr[-3000:]}"
     return lines[0]
+
+
+class Outcomes(dict):
+    """name -> what a job returned; reading the name of a job that raised raises its exception
+    (so a test reads only its own job's failure)."""
+
+    def __init__(self, results: dict, failures: dict[str, BaseException]) -> None:
+        super().__init__(results)
+        self.failures = failures
+
+    def __getitem__(self, name):
+        if name in self.failures:
+            raise self.failures[name]
+        return super().__getitem__(name)
+
+
+def together(jobs: dict[str, Callable[[], T]], workers: int = 3) -> Outcomes:
+    """Independent jobs at once, each running CLIs in a directory of its own (every run is single-
+    threaded, so two cores do two at a time): name -> result, once all have ended."""
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = {name: pool.submit(job) for name, job in jobs.items()}
+    results, failures = {}, {}
+    for name, future in futures.items():
+        if future.exception() is not None:
+            failures[name] = future.exception()
+        else:
+            results[name] = future.result()
+    return Outcomes(results, failures)

@@ -20,6 +20,30 @@ T = TypeVar("T")
 Store = Path | str  # a launch directory (its mlruns/mlflow.db) or a tracking URI
 
 
+def lvsweep_made_store(root: Path) -> Path:
+    """`root/mlruns` holding a new empty store exactly as the CLI makes one in a directory that has
+    none (its own `prepare_sqlite_store`): copied into a test's directory, it spares that test's
+    first run MLflow's schema migrations (seconds) where the store's creation is not what is checked.
+    The tests of the creation itself (signals while it is made, first runs at once, stores left
+    unmade) and the first single run, sweep and study of tests/test_cli.py and
+    tests/test_optuna_sweeper.py start in empty directories."""
+    from lvsweep.tracking.runs import prepare_sqlite_store
+
+    db = root / "mlruns" / "mlflow.db"
+    db.parent.mkdir(parents=True)
+    prepare_sqlite_store(db, f"sqlite:///{db}")
+    return db.parent
+
+
+def with_store(template: Path, cwd: Path) -> Path:
+    """`cwd` (made if need be) holding a copy of the store `template` (see `lvsweep_made_store`)."""
+    import shutil
+
+    cwd.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(template, cwd / "mlruns")
+    return cwd
+
+
 def store_uri(store: Store) -> str:
     """The tracking URI of the SQLite store a CLI run in this directory writes, or the URI given."""
     return store if isinstance(store, str) else f"sqlite:///{store}/mlruns/mlflow.db"

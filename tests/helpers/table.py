@@ -6,6 +6,14 @@ traceback, no internal name, the store's runs before untouched and the new ones 
 that need a prepared directory (a broken store, a data file, a read-only folder): a row's `setup`
 prepares it before the command runs, and `store_runs` reads the store as SQLite itself does, so a
 row whose store is not a database reads as one with no runs.
+
+A row runs in a process of its own unless it is marked `in_process` (`entry_calls(...)` marks a
+group): then the CLI's entry function is called here (`helpers.inprocess.call_cli`), with the same
+checks, a fraction of a second instead of seconds of imports. That is for rows refused before any
+store is opened, of a kind that at least one row in its own process also covers: what only a
+process shows (its exit status as the shell sees it, warnings printed while it imports, what the
+interpreter prints as it shuts down) is the same for every row of one kind, and those rows check it.
+A call that opens a store in its directory is reported as a problem of the row.
 """
 from __future__ import annotations
 
@@ -13,11 +21,12 @@ import shutil
 import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Optional
 
 from helpers.cli import run_cli
+from helpers.inprocess import InProcessError, call_cli
 
 INTERNAL_NAMES = ("Traceback", "LvsweepConfig", "TrainerConfig", "NoiseConfig", "SystemConfig", "ModelConfig",
                   "OptunaSweeperConf", "powered by Hydra", "Exception ignored")
@@ -36,10 +45,17 @@ class Row:
     setup: Optional[Setup] = None  # prepares the row's directory (after the seeded store is copied in)
     seeded: bool = True  # False: the directory starts empty (no store copied in)
     label: str = ""  # what the setup did, for the failure message
+    in_process: bool = False  # True: the entry function is called in this process (see the module's doc)
 
     @property
     def name(self) -> str:
-        return f"{self.label + ': ' if self.label else ''}{self.module} {' '.join(self.args)}"
+        where = " (in process)" if self.in_process else ""
+        return f"{self.label + ': ' if self.label else ''}{self.module} {' '.join(self.args)}{where}"
+
+
+def entry_calls(*rows: Row) -> list[Row]:
+    """These rows, each run by calling the CLI's entry function in this process."""
+    return [replace(row, in_process=True) for row in rows]
 
 
 def store_runs(cwd: Path) -> list[tuple[str, str, str]]:
@@ -60,7 +76,11 @@ def store_runs(cwd: Path) -> list[tuple[str, str, str]]:
 def check_row(row: Row, cwd: Path, before: list[tuple[str, str, str]]) -> list[str]:
     """Run one row; the list of what is wrong with its outcome (empty: all as promised)."""
     start = time.monotonic()
-    proc = run_cli(cwd, *row.args, module=row.module, timeout=240)
+    try:
+        proc = (call_cli(cwd, *row.args, module=row.module) if row.in_process
+                else run_cli(cwd, *row.args, module=row.module, timeout=240))
+    except InProcessError as exc:
+        return [f"[{row.name}] {exc}"]
     took = time.monotonic() - start
     lines = proc.stderr.strip().splitlines()
     problems = []
@@ -91,7 +111,9 @@ def check_row(row: Row, cwd: Path, before: list[tuple[str, str, str]]) -> list[s
 
 def check_rows(rows: list[Row], seeded_store: Path, tmp_path: Path, workers: int = 4) -> list[str]:
     """Every row in its own directory (a copy of `seeded_store` unless the row says otherwise, then
-    its setup), several at once: every problem found, each prefixed by its row."""
+    its setup): the rows in processes of their own several at once, and meanwhile those in process
+    one after another in this thread (the entry function installs signal handlers, which only the
+    main thread may). Every problem found, each prefixed by its row, in the table's order."""
     def one(i_row: tuple[int, Row]) -> list[str]:
         i, row = i_row
         cwd = tmp_path / f"row{i}"
@@ -102,8 +124,12 @@ def check_rows(rows: list[Row], seeded_store: Path, tmp_path: Path, workers: int
             row.setup(cwd)
         return check_row(row, cwd, store_runs(cwd))
 
+    numbered = list(enumerate(rows))
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        return [p for problems in pool.map(one, enumerate(rows)) if problems for p in problems]
+        own = {i: pool.submit(one, (i, row)) for i, row in numbered if not row.in_process}
+        here = {i: one((i, row)) for i, row in numbered if row.in_process}
+        found = {**here, **{i: future.result() for i, future in own.items()}}
+    return [p for i, _ in numbered for p in found[i]]
 
 
 def seed_store(cwd: Path) -> Path:
