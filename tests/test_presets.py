@@ -119,9 +119,12 @@ def one_job(preset: str) -> Job:
 @pytest.fixture(scope="module")
 def preset_runs(tmp_path_factory, made_store) -> Outcomes:
     """Every preset's one job through the CLI, each in a directory holding a store made as the CLI
-    makes one, two or three at once rather than one test after another: preset -> (job, dir, result)."""
+    makes one, two or three at once rather than one test after another: preset -> (job, dir, result).
+    The jobs are composed first, one after another: composing sets Hydra's global state."""
+    jobs = {preset: one_job(preset) for preset in PRESETS}
+
     def one(preset: str) -> tuple[Job, Path, subprocess.CompletedProcess]:
-        job = one_job(preset)
+        job = jobs[preset]
         cwd = with_store(made_store, tmp_path_factory.mktemp("preset"))
         return job, cwd, run_cli(cwd, *job.args)
 
