@@ -13,7 +13,7 @@ from matplotlib.colors import LogNorm
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
 
-from lvsweep.analysis.plotting import FigureCall, draw_inline, legend_outside, save, styled, subplots
+from lvsweep.analysis.plotting import FigureCall, legend_outside, save, styled, subplots
 from lvsweep.metric_names import ALIGN_BASELINE_LINEAR, ALIGN_BASELINE_NORM, ALIGN_EXCESS, ALIGN_PEARSON, ALIGN_PVALUE, ALIGN_SPEARMAN, ALIGN_SPEARMAN_CI_HIGH, ALIGN_SPEARMAN_CI_LOW, ALIGN_SPEARMAN_INIT
 
 if TYPE_CHECKING:
@@ -323,8 +323,8 @@ def phase_response(path: Path, response: PhaseResponse, names: tuple[str, ...], 
 def figure_calls(out_dir: Path, system: DynamicalSystem, t: np.ndarray, clean: np.ndarray, noisy: np.ndarray,
                  attention: np.ndarray, sensitivity: np.ndarray, sensitivity_name: str, metrics: dict[str, float],
                  pert: PerturbationResult, epsilon: float, head_attention: np.ndarray | None = None) -> list[FigureCall]:
-    """Every figure of a run, as calls to draw here (`write_all`) or in the figure worker;
-    `attention_heads.png` only for models that report per-head attention."""
+    """Every figure of a run, as calls to draw in this process (`plotting.draw_inline`) or in the
+    figure workers; `attention_heads.png` only for models that report per-head attention."""
     fig_dir = out_dir / "figures"
     calls = [
         FigureCall("timeseries", fig_dir / "timeseries.png", (t, clean, noisy, system.state_names, attention, pert)),
@@ -337,14 +337,6 @@ def figure_calls(out_dir: Path, system: DynamicalSystem, t: np.ndarray, clean: n
         calls.append(FigureCall("attention_heads", fig_dir / "attention_heads.png",
                                 (t, head_attention, sensitivity, dict(metrics), sensitivity_name)))
     return calls
-
-
-def write_all(out_dir: Path, system: DynamicalSystem, t: np.ndarray, clean: np.ndarray, noisy: np.ndarray,
-              attention: np.ndarray, sensitivity: np.ndarray, sensitivity_name: str, metrics: dict[str, float],
-              pert: PerturbationResult, epsilon: float, head_attention: np.ndarray | None = None) -> list[Path]:
-    """Every figure of a run, drawn in this process."""
-    return draw_inline(figure_calls(out_dir, system, t, clean, noisy, attention, sensitivity, sensitivity_name,
-                                    metrics, pert, epsilon, head_attention))
 
 
 # What the report plot draws per group, with how: the model's alignment solid with round markers,
