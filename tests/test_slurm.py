@@ -149,7 +149,7 @@ def test_a_hard_killed_job_s_run_is_closed_from_the_accounting(slurm_cluster: Sl
 @pytest.mark.slow
 @pytest.mark.xfail(strict=False, reason="on CI and once here the requeued job never started again before the "
                    "sweep ended (one child run, not two); the same flow driven by hand restarts the job and "
-                   "records both runs: the cause is open (README, Known problems)")
+                   "records both runs: the cause is open (docs/scaling.md, Known problem)")
 def test_time_limits_without_and_with_requeue(slurm_cluster: SlurmCluster, tmp_path):
     """Two sweeps at once, each one job that outlives its time limit. Without requeue (the
     default) the run ends KILLED at the limit. With `max_num_timeout=1` the USR2 before the limit
