@@ -72,7 +72,7 @@ def lightning_textbook(dm: TrajectoryDataModule, epochs: int, lr: float, lean: b
     model = _DefaultLightning(lr)
     with tempfile.TemporaryDirectory() as tmp:
         if lean:
-            trainer = make_trainer(SimpleNamespace(epochs=epochs, log_every=1, val_every=epochs), [])
+            trainer = make_trainer(SimpleNamespace(epochs=epochs, log_every=1, val_every=epochs, align_every=1), [])
             data = Steps(dm.train_dataloader(), epochs)  # one Lightning epoch of `epochs` steps
         else:
             trainer = pl.Trainer(max_epochs=epochs, default_root_dir=tmp, enable_progress_bar=False,
@@ -86,7 +86,7 @@ def lightning_textbook(dm: TrajectoryDataModule, epochs: int, lr: float, lean: b
 def framework(dm: TrajectoryDataModule, cfg, sensitivity) -> float:
     """lvsweep's own training: Lightning with validation, loss history and the alignment callback."""
     torch.manual_seed(0)
-    model = LinearAttention(2, lr=cfg.model.lr, epochs=cfg.trainer.epochs, epochs_per_step=cfg.trainer.log_every)
+    model = LinearAttention(2, lr=cfg.model.lr, epochs=cfg.trainer.epochs, log_every=cfg.trainer.log_every)
     sink: list = []
     callbacks = [LossHistory(lambda m, s: sink.append((m, s)), dm.train_batch, dm.val_batch),
                  AlignmentCallback(dm.train_batch[0], sensitivity, cfg.trainer.align_every,

@@ -29,7 +29,7 @@ def test_one_training_step_lowers_the_loss_on_a_fixed_batch(lv_config):
     batch = _batch(lv_config)
     for form in ("paper", "scaled"):
         torch.manual_seed(0)
-        model = LinearAttention(2, form=form, lr=1e-2, epochs=1, epochs_per_step=1)
+        model = LinearAttention(2, form=form, lr=1e-2, epochs=1, log_every=1)
         opt = model.configure_optimizers()
         before = float(model.loss(batch))
         opt.zero_grad()

@@ -157,7 +157,7 @@ def test_each_model_lowers_its_validation_loss_and_the_transformer_denoises(name
     datamodule = _low_noise_data(300, 0.5)
     cfg = compose_config(f"model={name}")
     torch.manual_seed(0)
-    model = make_model(cfg.model, 2, epochs=100, epochs_per_step=10)
+    model = make_model(cfg.model, 2, epochs=100, log_every=10)
     if name != "linear":  # before training, judge the model on the statistics it will be trained with
         model.fit_input_stats(datamodule.train_batch[0])
     with torch.no_grad():
@@ -181,7 +181,7 @@ def test_final_losses_are_those_of_the_model_without_dropout():
     datamodule = _low_noise_data(200, 0.5)
     cfg = compose_config("model=multihead", "model.dropout=0.5")
     torch.manual_seed(0)
-    model = make_model(cfg.model, 2, epochs=20, epochs_per_step=10)
+    model = make_model(cfg.model, 2, epochs=20, log_every=10)
     history = LossHistory(lambda metrics, step: None, datamodule.train_batch, datamodule.val_batch)
     fit(model, datamodule, SimpleNamespace(epochs=20, log_every=10, val_every=10, align_every=10, threads=1),
         [history])

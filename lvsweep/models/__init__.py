@@ -15,8 +15,8 @@ from lvsweep.models.transformer import TransformerAttention
 
 
 
-def make_model(model_cfg: Any, dim: int, epochs: int, epochs_per_step: int) -> AttentionModel:
-    common = dict(lr=float(model_cfg.lr), epochs=epochs, epochs_per_step=epochs_per_step)
+def make_model(model_cfg: Any, dim: int, epochs: int, log_every: int) -> AttentionModel:
+    common = dict(lr=float(model_cfg.lr), epochs=epochs, log_every=log_every)
     if model_cfg.name == "linear":
         return LinearAttention(dim, form=model_cfg.form, **common)
     if model_cfg.name in ("multihead", "transformer"):
@@ -29,7 +29,7 @@ def make_model(model_cfg: Any, dim: int, epochs: int, epochs_per_step: int) -> A
     raise LvsweepError("model.name", f"unknown model '{model_cfg.name}'; allowed: {', '.join(MODEL_SCHEMAS)}")
 
 
-def make_replicates(model_cfg: Any, dim: int, epochs: int, epochs_per_step: int, seeds: Sequence[int],
+def make_replicates(model_cfg: Any, dim: int, epochs: int, log_every: int, seeds: Sequence[int],
                     noisy: torch.Tensor) -> AttentionModel:
     """One model per seed, initialised from that seed and prepared on its own training input
     (noisy [R, T, d]); a single one is returned as is, several as one model with a replicate axis:
@@ -41,7 +41,7 @@ def make_replicates(model_cfg: Any, dim: int, epochs: int, epochs_per_step: int,
     models = []
     for seed, x in zip(seeds, noisy):
         torch.manual_seed(seed)
-        model = make_model(model_cfg, dim, epochs, epochs_per_step)
+        model = make_model(model_cfg, dim, epochs, log_every)
         model.prepare(x)
         models.append(model)
     if len(models) == 1:

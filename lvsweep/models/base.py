@@ -35,17 +35,22 @@ def evaluating(model: torch.nn.Module) -> Iterator[None]:
 class AttentionModel(pl.LightningModule, ABC):
     """Reconstructs the clean state from a noisy sequence [T, d] through attention over time.
 
-    One epoch is one full-batch Adam step. A Lightning step runs `epochs_per_step` of them:
-    Lightning's per-step bookkeeping costs about as much as one step of these small models, so
-    running a few epochs per step keeps the framework overhead small without changing the maths.
+    One epoch is one full-batch Adam step. A Lightning step runs `epochs_per_batch` of them (set by
+    `lvsweep.training.trainer.fit` from the validation and alignment cadences): Lightning's per-step
+    bookkeeping costs about as much as one step of these small models, so running many epochs per
+    step keeps the framework overhead small without changing the maths. `train/loss` is still
+    recorded every `log_every` epochs, inside the step (`pending_train_losses`).
     """
 
-    def __init__(self, lr: float, epochs: int, epochs_per_step: int) -> None:
+    def __init__(self, lr: float, epochs: int, log_every: int) -> None:
         super().__init__()
         self.automatic_optimization = False
         self.lr = lr
         self.epochs = epochs
-        self.epochs_per_step = epochs_per_step
+        self.log_every = log_every
+        self.epochs_per_batch = log_every
+        # (epoch the loss was evaluated at, train/loss) recorded during the last Lightning step
+        self.pending_train_losses: list[tuple[int, float]] = []
         self.epochs_done = 0
         self.train_loss = math.nan
         self.val_loss = math.nan
@@ -77,19 +82,27 @@ class AttentionModel(pl.LightningModule, ABC):
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         opt = self.optimizers(use_pl_optimizer=False)
-        for _ in range(min(self.epochs_per_step, self.epochs - self.epochs_done)):
+        done = self.epochs_done  # a local: a module attribute costs a __setattr__ per epoch
+        for _ in range(min(self.epochs_per_batch, self.epochs - done)):
             opt.zero_grad(set_to_none=True)
             losses = self.replicate_losses(batch)
             loss = losses.sum()
             loss.backward()
             opt.step()
-            self.epochs_done += 1
+            done += 1
+            if done % self.log_every == 0 or done == self.epochs:
+                self.record_train_loss(losses, done)
+        self.epochs_done = done
+        return loss.detach()
+
+    def record_train_loss(self, losses: torch.Tensor, done: int) -> None:
+        """The loss that drove update `done` (evaluated at epoch `done - 1`), checked finite."""
         self.train_loss = float(losses.detach().mean())
         if not math.isfinite(self.train_loss):
             raise LvsweepError(
-                TRAIN_LOSS, f"became {self.train_loss} by epoch {self.epochs_done}: the optimisation "
+                TRAIN_LOSS, f"became {self.train_loss} by epoch {done}: the optimisation "
                 f"diverged; lower model.lr (now {self.lr:g}) or noise.level")
-        return loss.detach()
+        self.pending_train_losses.append((done - 1, self.train_loss))
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         self.val_loss = self.reported_loss(batch)

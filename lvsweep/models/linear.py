@@ -25,8 +25,8 @@ class LinearAttention(AttentionModel):
     """
 
     def __init__(self, dim: int, form: str = "paper", lr: float = 1e-2, epochs: int = 1,
-                 epochs_per_step: int = 1) -> None:
-        super().__init__(lr=lr, epochs=epochs, epochs_per_step=epochs_per_step)
+                 log_every: int = 1) -> None:
+        super().__init__(lr=lr, epochs=epochs, log_every=log_every)
         self.form = form
         self.score = nn.Linear(dim, 1)
 
@@ -48,7 +48,7 @@ class StackedLinearAttention(AttentionModel):
 
     def __init__(self, models: Sequence[LinearAttention]) -> None:
         first = models[0]
-        super().__init__(lr=first.lr, epochs=first.epochs, epochs_per_step=first.epochs_per_step)
+        super().__init__(lr=first.lr, epochs=first.epochs, log_every=first.log_every)
         self.form = first.form
         self.replicates = len(models)
         self.weight = nn.Parameter(torch.stack([m.score.weight.detach()[0] for m in models]))  # [R, d]

@@ -20,8 +20,8 @@ class MultiHeadAttention(SequenceAttentionModel):
 
     def __init__(self, dim: int, heads: int = 4, width: int = 32, window: Optional[int] = 64,
                  dropout: float = 0.0, reduce: str = "received", lr: float = 1e-2, epochs: int = 1,
-                 epochs_per_step: int = 1) -> None:
-        super().__init__(dim, window, reduce, lr=lr, epochs=epochs, epochs_per_step=epochs_per_step)
+                 log_every: int = 1) -> None:
+        super().__init__(dim, window, reduce, lr=lr, epochs=epochs, log_every=log_every)
         self.heads = heads
         self.width = width
         self.dropout = dropout

@@ -36,7 +36,7 @@ class ReplicatedModel(AttentionModel):
 
     def __init__(self, models: Sequence[AttentionModel]) -> None:
         first = models[0]
-        super().__init__(lr=first.lr, epochs=first.epochs, epochs_per_step=first.epochs_per_step)
+        super().__init__(lr=first.lr, epochs=first.epochs, log_every=first.log_every)
         self.replicates = len(models)
         params, buffers = stack_module_state(list(models))
         # Parameter names may not contain dots; the mapping back is kept beside them.

@@ -21,8 +21,8 @@ class SequenceAttentionModel(AttentionModel):
     mapped back to state units, so `val/loss` stays comparable across models."""
 
     def __init__(self, dim: int, window: Optional[int], reduce: str, lr: float, epochs: int,
-                 epochs_per_step: int) -> None:
-        super().__init__(lr=lr, epochs=epochs, epochs_per_step=epochs_per_step)
+                 log_every: int) -> None:
+        super().__init__(lr=lr, epochs=epochs, log_every=log_every)
         self.half = window // 2 if window else None
         self.reduce = reduce
         self.register_buffer("in_mean", torch.zeros(dim))

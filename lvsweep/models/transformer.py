@@ -32,8 +32,8 @@ class TransformerAttention(SequenceAttentionModel):
 
     def __init__(self, dim: int, layers: int = 2, heads: int = 4, width: int = 32, ff_width: int = 64,
                  window: Optional[int] = 64, dropout: float = 0.0, reduce: str = "received",
-                 lr: float = 1e-2, epochs: int = 1, epochs_per_step: int = 1) -> None:
-        super().__init__(dim, window, reduce, lr=lr, epochs=epochs, epochs_per_step=epochs_per_step)
+                 lr: float = 1e-2, epochs: int = 1, log_every: int = 1) -> None:
+        super().__init__(dim, window, reduce, lr=lr, epochs=epochs, log_every=log_every)
         self.width = width
         self.embed = nn.Linear(dim, width)
         self.layers = nn.ModuleList(

@@ -33,11 +33,11 @@ def on_device(batch: Any, module: Any) -> Any:
 
 
 class LossHistory(pl.Callback):
-    """`train/loss`, `val/loss` of the untrained model at step 0; then `train/loss` after each
-    Lightning step, `val/loss` after each validation, both at the end.
+    """`train/loss`, `val/loss` of the untrained model at step 0; then `train/loss` every
+    `log_every` epochs, `val/loss` after each validation, both at the end.
 
-    A step's `train/loss` is the loss that drove its last update, so it is logged at the epoch it
-    was evaluated at (`epochs_done - 1`); the final losses are evaluated after the last update.
+    A recorded `train/loss` is the loss that drove an update, so it is logged at the epoch it was
+    evaluated at (one before the update's count); the final losses are evaluated after the last update.
     """
 
     def __init__(self, sink: MetricSink, train_batch: Any, val_batch: Any) -> None:
@@ -51,13 +51,15 @@ class LossHistory(pl.Callback):
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: Any) -> None:
         initial = self.evaluate(pl_module)
-        if pl_module.epochs_per_step == 1:  # the first step logs the untrained train/loss at 0 itself
+        if pl_module.log_every == 1:  # the first epoch logs the untrained train/loss at 0 itself
             initial.pop(TRAIN_LOSS)
         self.sink(initial, 0)
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: Any, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
-        self.sink({TRAIN_LOSS: pl_module.train_loss}, pl_module.epochs_done - 1)
+        for step, value in pl_module.pending_train_losses:
+            self.sink({TRAIN_LOSS: value}, step)
+        pl_module.pending_train_losses.clear()
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: Any) -> None:
         if pl_module.epochs_done < pl_module.epochs:  # the final value is logged at train end

@@ -5,12 +5,14 @@ Everything that costs time per step without helping here (progress bar, checkpoi
 built-in logger, sanity validation, model summary) is off; metric histories go through our own
 batched sink instead of Lightning's logger, which would write to the store on every step.
 
-The whole training is one Lightning epoch of `ceil(epochs / log_every)` batches (each batch the
-whole trajectory, each Lightning step `log_every` full-batch epochs), validated every
-`val_every / log_every` batches: what Lightning does at the start and end of each of its epochs
-(a new data iterator, epoch hooks, progress and result bookkeeping) is paid once, not per step.
-Every step, validation and callback call happens where it did with one Lightning epoch per step,
-so the numbers and histories are the same.
+The whole training is one Lightning epoch of `ceil(epochs / epochs_per_batch)` batches (each
+batch the whole trajectory, each Lightning step `epochs_per_batch` full-batch epochs, as many as
+the validation and alignment cadences allow: 100 at the defaults), validated every
+`val_every / epochs_per_batch` batches: what Lightning does at the start and end of each of its
+epochs and steps (a new data iterator, hooks, progress and result bookkeeping) is paid 20 times in
+a default run, not 2000. `train/loss` is recorded inside the step every `log_every` epochs; every
+update, validation and callback call happens where it did with one Lightning epoch per epoch, so
+the numbers and histories are the same.
 """
 from __future__ import annotations
 
@@ -51,11 +53,23 @@ class Steps:
             yield from self.loader
 
 
-def schedule(trainer_cfg: Any) -> tuple[int, Optional[int]]:
-    """(Lightning steps, steps between validations or None for no validation during training)."""
-    steps = math.ceil(trainer_cfg.epochs / trainer_cfg.log_every)
-    every = max(1, round(trainer_cfg.val_every / trainer_cfg.log_every))
-    return steps, every if every <= steps else None
+def epochs_per_batch(trainer_cfg: Any) -> int:
+    """Full-batch epochs per Lightning step: the largest multiple of `log_every` that every
+    validation and alignment point falls on, so each still lands where it did when every
+    `log_every` epochs were a step (validation every `round(val_every / log_every)` of those)."""
+    log = trainer_cfg.log_every
+    if trainer_cfg.align_every % log:
+        return log
+    return log * math.gcd(max(1, round(trainer_cfg.val_every / log)), trainer_cfg.align_every // log)
+
+
+def schedule(trainer_cfg: Any) -> tuple[int, int, Optional[int]]:
+    """(epochs per Lightning step, Lightning steps, steps between validations or None for no
+    validation during training)."""
+    log, per_batch = trainer_cfg.log_every, epochs_per_batch(trainer_cfg)
+    val_in_logs = max(1, round(trainer_cfg.val_every / log))
+    validates = val_in_logs <= math.ceil(trainer_cfg.epochs / log)
+    return per_batch, math.ceil(trainer_cfg.epochs / per_batch), val_in_logs * log // per_batch if validates else None
 
 
 def make_trainer(trainer_cfg: Any, callbacks: Sequence[pl.Callback]) -> pl.Trainer:
@@ -70,11 +84,11 @@ def make_trainer(trainer_cfg: Any, callbacks: Sequence[pl.Callback]) -> pl.Train
 
     from lvsweep.interrupts import keep_sigterm
 
-    _, val_every = schedule(trainer_cfg)
+    _, _, val_every = schedule(trainer_cfg)
     trainer = pl.Trainer(
         accelerator=str(getattr(trainer_cfg, "accelerator", "cpu")),  # cpu, auto or gpu (validated)
         devices=int(getattr(trainer_cfg, "devices", 1)),
-        max_epochs=1,  # one Lightning epoch; each of its batches = `log_every` full-batch epochs
+        max_epochs=1,  # one Lightning epoch; each of its batches = `epochs_per_batch` full-batch epochs
         val_check_interval=val_every,
         limit_val_batches=None if val_every else 0,
         callbacks=list(callbacks),
@@ -94,7 +108,7 @@ def fit(model: pl.LightningModule, datamodule: pl.LightningDataModule, trainer_c
         callbacks: Sequence[pl.Callback]) -> None:
     quiet_lightning()
     torch.set_num_threads(trainer_cfg.threads)
-    steps, _ = schedule(trainer_cfg)
+    model.epochs_per_batch, steps, _ = schedule(trainer_cfg)
     make_trainer(trainer_cfg, callbacks).fit(
         model, train_dataloaders=Steps(datamodule.train_dataloader(), steps),
         val_dataloaders=datamodule.val_dataloader())
