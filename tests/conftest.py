@@ -2,12 +2,24 @@
 pyproject.toml's `pythonpath = ["tests"]` puts this folder on sys.path wherever pytest starts."""
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 from omegaconf import DictConfig
 
 from lvsweep.app import compose_config
+from lvsweep.tracking.runs import STORE_CACHE_ENV
+
+# New stores are copies of an empty one MLflow made once (`lvsweep.tracking.runs.store_template`):
+# the session keeps that template in a folder of its own, so no test reads or writes the user's
+# cache and the first store of every session is made by MLflow itself.
+if STORE_CACHE_ENV not in os.environ:
+    os.environ[STORE_CACHE_ENV] = tempfile.mkdtemp(prefix="lvsweep-store-cache-")
+    atexit.register(shutil.rmtree, os.environ[STORE_CACHE_ENV], True)
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ from typing import Callable
 
 import pytest
 
+from lvsweep.tracking.runs import STORE_CACHE_ENV
 from helpers.cli import HANG_S, finish_cli, run_cli, start_cli
 from helpers.overrides import QUICK
 from helpers.table import INTERNAL_NAMES, store_runs
@@ -82,7 +83,8 @@ def sweep(tmp_path: Path, cases: list[tuple[tuple[str, ...], Event, float, int]]
         return [p for problems in pool.map(one, enumerate(cases)) for p in problems]
 
 
-def test_a_signal_while_the_store_is_created_leaves_a_usable_store(tmp_path: Path):
+def test_a_signal_while_the_store_is_created_leaves_a_usable_store(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv(STORE_CACHE_ENV, "off")  # MLflow's migrations, the long window, not a copy of the template
     cases = [(tuple(QUICK), store_being_created, offset, signum)
              for offset, signum in [(0.0, signal.SIGTERM), (0.05, signal.SIGINT), (0.15, signal.SIGTERM),
                                     (0.3, signal.SIGINT), (0.5, signal.SIGTERM)]]

@@ -7,6 +7,7 @@ import threading
 import pytest
 
 from lvsweep.errors import LvsweepError
+from lvsweep.tracking.runs import STORE_CACHE_ENV, prepare_sqlite_store, store_template
 from lvsweep.tracking.stores import check_reachable, creation_lock, mask_password, retry_locked
 from helpers.cli import HANG_S
 from helpers.servers import free_port
@@ -73,3 +74,59 @@ def test_unreachable_servers_are_named_with_the_password_masked():
         assert err.value.field == "tracking.uri" and "hunter2" not in str(err.value)
         assert f"cannot reach {mask_password(uri)}:" in str(err.value)
     assert mask_password(f"postgresql://lv:hunter2@h:{port}/db") == f"postgresql://lv:***@h:{port}/db"
+
+
+def _contents(db) -> dict:
+    """Schema and rows of a store, the default experiment's times left out."""
+    with sqlite3.connect(db) as con:
+        schema = sorted(row[0] or "" for row in con.execute("SELECT sql FROM sqlite_master"))
+        tables = [row[0] for row in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        rows = {t: sorted(map(repr, con.execute(f'SELECT * FROM "{t}"'))) for t in tables if t != "experiments"}
+        rows["experiments"] = con.execute("SELECT experiment_id, name, artifact_location, lifecycle_stage "
+                                          "FROM experiments").fetchall()
+        times = con.execute("SELECT creation_time, last_update_time FROM experiments").fetchall()
+    return {"schema": schema, "rows": rows, "times": times}
+
+
+def test_a_store_copied_from_the_template_is_the_store_mlflow_makes(tmp_path, monkeypatch):
+    import time
+
+    monkeypatch.setenv(STORE_CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)  # MLflow resolves the default experiment's location against it
+    template = store_template()
+    made, copied = tmp_path / "made.db", tmp_path / "copied.db"
+    prepare_sqlite_store(made, f"sqlite:///{made}")  # no template yet: MLflow makes it, and it is kept
+    assert template.is_file()
+    kept = template.stat().st_mtime_ns
+    time.sleep(0.01)
+    prepare_sqlite_store(copied, f"sqlite:///{copied}")
+    assert template.stat().st_mtime_ns == kept  # copied, not made again
+    a, b = _contents(made), _contents(copied)
+    assert a["schema"] == b["schema"] and a["rows"] == b["rows"]
+    assert a["rows"]["experiments"] == [(0, "Default", str(tmp_path / "mlruns" / "0"), "active")]
+    assert b["times"][0][0] > a["times"][0][0]  # the copy's default experiment was made when it was
+
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    monkeypatch.chdir(other)
+    moved = other / "moved.db"
+    prepare_sqlite_store(moved, f"sqlite:///{moved}")
+    assert _contents(moved)["rows"]["experiments"][0][2] == str(other / "mlruns" / "0")
+
+
+def test_a_broken_template_is_made_anew_and_off_keeps_none(tmp_path, monkeypatch):
+    monkeypatch.setenv(STORE_CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    template = store_template()
+    template.parent.mkdir()
+    template.write_bytes(b"not a database")
+    db = tmp_path / "a.db"
+    prepare_sqlite_store(db, f"sqlite:///{db}")
+    assert _contents(db)["rows"]["experiments"][0][1] == "Default"
+    assert _contents(template)["schema"] == _contents(db)["schema"]  # replaced by a whole one
+
+    monkeypatch.setenv(STORE_CACHE_ENV, "off")
+    assert store_template() is None
+    db = tmp_path / "b.db"
+    prepare_sqlite_store(db, f"sqlite:///{db}")
+    assert _contents(db)["schema"] == _contents(template)["schema"]

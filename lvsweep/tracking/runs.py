@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import socket
 import sqlite3
 import sys
@@ -135,12 +136,75 @@ def prepare_sqlite_store(db: Path, uri: str) -> None:
 
 def _make_mlflow_store(uri: str) -> None:
     """MLflow's schema and its default experiment in a new database, as MLflow's client would make
-    them, its connections closed again so the file can be moved into place."""
+    them, its connections closed again so the file can be moved into place.
+
+    MLflow makes a schema by running every migration since its first (2-5 s on a laptop), the same
+    every time for one MLflow version: so the empty store it made is kept (`store_template`) and
+    later stores are a copy of it, with the one thing that differs made their own (the default
+    experiment's artifact location, which MLflow resolves against the working directory, and its
+    creation time). A template that cannot be read or written is ignored: MLflow makes the store."""
+    db = Path(uri[len("sqlite:///"):])
+    template = store_template()
+    if template is not None and _copy_template(template, db):
+        return
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
-    store = SqlAlchemyStore(uri, "./mlruns")  # MLflow's default artifact root for a database store
+    store = SqlAlchemyStore(uri, MLFLOW_ARTIFACT_ROOT)
     store.engine.dispose()
     SqlAlchemyStore._engine_map.pop(uri, None)  # the class's engine cache: this URI is never used again
+    if template is not None:
+        _keep_template(db, template)
+
+
+MLFLOW_ARTIFACT_ROOT = "./mlruns"  # MLflow's default artifact root for a database store
+STORE_CACHE_ENV = "LVSWEEP_STORE_CACHE"  # where the empty-store template lives; "off" makes every store anew
+
+
+def store_template() -> Optional[Path]:
+    """The empty store this MLflow version made, in the user's cache (`$LVSWEEP_STORE_CACHE`, or
+    `$XDG_CACHE_HOME/lvsweep`, or `~/.cache/lvsweep`), or None when templates are off."""
+    import mlflow
+
+    where = os.environ.get(STORE_CACHE_ENV)
+    if where == "off":
+        return None
+    folder = Path(where) if where else Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lvsweep"
+    return folder / f"mlflow-{mlflow.__version__}-empty-store.db"
+
+
+def _copy_template(template: Path, db: Path) -> bool:
+    """`db` as a copy of a whole template, its default experiment made its own; False (and no `db`)
+    when the template is missing or not a whole store."""
+    from mlflow.utils.time import get_current_time_millis
+    from mlflow.utils.uri import append_to_uri_path, resolve_uri_if_local
+
+    try:
+        shutil.copyfile(template, db)
+        with closing(sqlite3.connect(db)) as con, con:
+            tables = {row[0] for row in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            empty = STORE_TABLES <= tables and con.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 0
+            now = get_current_time_millis()
+            changed = con.execute(
+                "UPDATE experiments SET artifact_location = ?, creation_time = ?, last_update_time = ? "
+                "WHERE experiment_id = 0", (append_to_uri_path(resolve_uri_if_local(MLFLOW_ARTIFACT_ROOT), "0"),
+                                            now, now)).rowcount
+            if empty and changed == 1 and con.execute("SELECT COUNT(*) FROM experiments").fetchone()[0] == 1:
+                return True
+    except (OSError, sqlite3.Error):
+        pass
+    db.unlink(missing_ok=True)
+    return False
+
+
+def _keep_template(db: Path, template: Path) -> None:
+    """A copy of the store MLflow just made, as the template (atomically; skipped if it cannot be written)."""
+    try:
+        template.parent.mkdir(parents=True, exist_ok=True)
+        tmp = template.with_name(f".{template.name}.{os.getpid()}")
+        shutil.copyfile(db, tmp)
+        os.replace(tmp, template)
+    except OSError:
+        pass
 
 
 def _open_experiment(uri: str, experiment: str, artifact_location: Optional[str]) -> tuple[MlflowClient, str]:

@@ -27,9 +27,19 @@ def cli_env(**extra: str) -> dict[str, str]:
 
 
 def run_cli(cwd: Path, *args: str, module: str = "lvsweep", timeout: float = HANG_S,
-            env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    """`python -m <module> <args>` in `cwd` to its end (`module="lvsweep.report"` for the report)."""
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=env or cli_env(),
+            env: dict[str, str] | None = None, fresh: bool = False) -> subprocess.CompletedProcess:
+    """`python -m <module> <args>` in `cwd` to its end (`module="lvsweep.report"` for the report),
+    in a process of its own forked from one that has imported the CLI already
+    (`helpers.forked`), or, with `fresh` (what a command does as it imports), a `LOAD_TIME_ENV`
+    variable set otherwise, or `LVSWEEP_TESTS_FRESH=1` in the suite's environment, a fresh interpreter."""
+    from helpers import forked
+
+    env = env or cli_env()
+    if not fresh and os.environ.get("LVSWEEP_TESTS_FRESH") != "1":
+        server = forked.server()
+        if server.forks(env):
+            return server.run(cwd, args, module, env, timeout)
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout)
 
 
