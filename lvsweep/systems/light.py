@@ -22,6 +22,9 @@ import numpy as np
 from lvsweep.errors import LvsweepError
 from lvsweep.systems.base import DynamicalSystem
 
+# The human day of the light protocols: 16 h awake (in light), 8 h asleep (in darkness).
+WAKE_HOURS, SLEEP_HOURS = 16.0, 8.0
+
 
 def find_minima(t: np.ndarray, s: np.ndarray) -> np.ndarray:
     """Times of the strict local minima of `s[..., T]` sampled at `t[T]`, refined by the parabola
