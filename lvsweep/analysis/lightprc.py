@@ -35,7 +35,7 @@ from typing import Any, Mapping, Optional
 
 import numpy as np
 
-from lvsweep.analysis.alignment import spearman
+from lvsweep.analysis.alignment import replicate_summary, spearman
 from lvsweep.analysis.controls import control_metrics
 from lvsweep.errors import LvsweepError
 from lvsweep.metric_names import (ALIGN_BASELINE_LINEAR, ALIGN_BASELINE_NORM, ALIGN_EXCESS, ALIGN_PVALUE,
@@ -273,20 +273,22 @@ CONTROLS = {ALIGN_BASELINE_NORM: LIGHTPRC_BASELINE_NORM, ALIGN_BASELINE_LINEAR: 
 
 def light_alignment(system: LightDriven, t: np.ndarray, x: np.ndarray, prc: LightPRC, attention: np.ndarray,
                     init_attention: np.ndarray, noisy: np.ndarray, feats: Mapping[str, float]) -> dict[str, float]:
-    """What attention [R, T] marks: Spearman ρ with |light PRC| along the orbit (mean over replicates),
-    within each lobe, the circular error of its peak phase, and the controls of `align/*` on the
+    """What attention [R, T] marks: Spearman ρ with |light PRC| along the orbit (mean over replicates,
+    and with several replicates its spread and 95 % interval as `lightprc/spearman_std`, `_ci_low`,
+    `_ci_high`), within each lobe, the circular error of its peak phase, and the controls of `align/*` on the
     |light PRC| (state norm, best linear score, untrained model; circular shifts) as `lightprc/*`."""
     phase, period = orbit_phase(system, t, x)
     shift = prc.at(phase)
     sensitivity = np.abs(shift)
-    rho = float(np.mean(spearman(attention, sensitivity)))
+    rhos = spearman(attention, sensitivity)
+    rho = float(np.mean(rhos))
     lobes = {}
     for name, mask in ((LIGHTPRC_SPEARMAN_ADVANCE, shift > 0), (LIGHTPRC_SPEARMAN_DELAY, shift < 0)):
         lobes[name] = float(np.mean(spearman(attention[:, mask], sensitivity[mask]))) if mask.sum() > 2 else math.nan
     peak = attention_peak(phase, attention.mean(axis=0), len(prc.phase))
     controls = control_metrics(attention, init_attention, noisy, sensitivity, -rho)
     return {
-        LIGHTPRC_SPEARMAN: rho, **lobes, LIGHTPRC_PERIOD: period, LIGHTPRC_ATTENTION_PEAK: peak,
+        LIGHTPRC_SPEARMAN: rho, **replicate_summary(LIGHTPRC_SPEARMAN, rhos), **lobes, LIGHTPRC_PERIOD: period, LIGHTPRC_ATTENTION_PEAK: peak,
         LIGHTPRC_PEAK_ERROR_ADVANCE: float(abs(wrap_shift(peak - feats[LIGHTPRC_MAX_ADVANCE_PHASE]))),
         LIGHTPRC_PEAK_ERROR_DELAY: float(abs(wrap_shift(peak - feats[LIGHTPRC_MAX_DELAY_PHASE]))),
         **{CONTROLS[k]: v for k, v in controls.items() if k in CONTROLS},
