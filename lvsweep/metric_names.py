@@ -35,3 +35,32 @@ HISTORY_METRICS = {ALIGN_ANTICORRELATION: "maximize", ALIGN_SPEARMAN: "minimize"
 # Final metrics only some runs log: each with the setting that turns it on.
 OPTIONAL_METRICS = {PRC_SPEARMAN: "analysis.prc=true", PRC_PERIOD: "analysis.prc=true",
                     ESTIMATE_ATTENTION_GAIN: "analysis.estimate=true"}
+
+# The light phase response of circadian pacemakers (analysis.lightprc=true; lvsweep.analysis.lightprc),
+# in hours from the CBT minimum; advance > 0.
+LIGHTPRC_MAX_ADVANCE = "lightprc/max_advance"  # the largest shift (h)
+LIGHTPRC_MAX_ADVANCE_PHASE = "lightprc/max_advance_phase"  # its pulse phase (h from CBTmin)
+LIGHTPRC_MAX_DELAY = "lightprc/max_delay"  # the largest delay, as a positive number of hours
+LIGHTPRC_MAX_DELAY_PHASE = "lightprc/max_delay_phase"  # its pulse phase (h from CBTmin)
+LIGHTPRC_PEAK_TO_TROUGH = "lightprc/peak_to_trough"  # max_advance + max_delay (h)
+LIGHTPRC_TYPE = "lightprc/type"  # 1: type 1 (continuous) resetting, 0: type 0
+LIGHTPRC_CROSSOVER = "lightprc/crossover"  # phase where delays turn to advances (h from CBTmin)
+LIGHTPRC_DEAD_ZONE = "lightprc/dead_zone"  # longest span of phases with |shift| < 0.5 h (h)
+LIGHTPRC_DELAYS_THEN_ADVANCES = "lightprc/delays_then_advances"  # 1: delays in the 6 h before CBTmin, advances after
+LIGHTPRC_DRIFT = "lightprc/drift"  # mean shift of the protocol without the pulse (h)
+LIGHTPRC_DIFF = "lightprc/diff/"  # + a feature's name: the model's value minus the measured one
+LIGHTPRC_SPEARMAN = "lightprc/spearman"  # rho of attention with |light PRC| along the orbit
+LIGHTPRC_SPEARMAN_ADVANCE = "lightprc/spearman_advance"  # the same, over the times of the advance lobe
+LIGHTPRC_SPEARMAN_DELAY = "lightprc/spearman_delay"  # the same, over the times of the delay lobe
+LIGHTPRC_PERIOD = "lightprc/period"  # the training orbit's period (h)
+LIGHTPRC_ATTENTION_PEAK = "lightprc/attention_peak_phase"  # phase of attention's peak (h from CBTmin)
+LIGHTPRC_PEAK_ERROR_ADVANCE = "lightprc/peak_error_advance"  # |circular difference| to max_advance_phase (h)
+LIGHTPRC_PEAK_ERROR_DELAY = "lightprc/peak_error_delay"  # |circular difference| to max_delay_phase (h)
+LIGHTPRC_BASELINE_NORM = "lightprc/baseline_norm"  # rho of the noisy state's norm with |light PRC|
+LIGHTPRC_BASELINE_LINEAR = "lightprc/baseline_linear"  # rho of the best linear score with |light PRC|
+LIGHTPRC_SPEARMAN_INIT = "lightprc/spearman_init"  # rho of the untrained model's attention
+LIGHTPRC_EXCESS = "lightprc/excess"  # anticorrelation with |light PRC| minus the strongest baseline's
+LIGHTPRC_PVALUE = "lightprc/pvalue"  # one-sided p of the anticorrelation against circular shifts
+LIGHTPRC_TRAINING_GAIN = "lightprc/training_gain"  # anticorrelation trained minus untrained
+OPTIONAL_METRICS.update({LIGHTPRC_SPEARMAN: "analysis.lightprc=true", LIGHTPRC_EXCESS: "analysis.lightprc=true",
+                         LIGHTPRC_PEAK_TO_TROUGH: "analysis.lightprc=true"})

@@ -200,6 +200,12 @@ def run_experiment(cfg: Any, sink: MetricSink, out_dir: Path, background: bool =
         sink(prc_metrics, model.epochs_done)
         metrics.update(prc_metrics)
         artifacts += prc_artifacts
+    if cfg.analysis.lightprc:
+        light_metrics, light_artifacts = light_prc_analysis(cfg, system, orbit, replicate_attention, init_attention,
+                                                            data.replicates_train(), out_dir, drawing)
+        sink(light_metrics, model.epochs_done)
+        metrics.update(light_metrics)
+        artifacts += light_artifacts
     return RunResult(metrics, artifacts, tags={"lvsweep.sensitivity": profile.kind}, model=model.cpu(),
                      model_input=noisy_train.numpy(), drawing=drawing)
 
@@ -247,6 +253,28 @@ def phase_response_analysis(cfg: Any, system: DynamicalSystem, orbit: Orbit, att
         artifacts += draw(drawing, [FigureCall("phase_response", out_dir / "figures" / "prc.png",
                                                (response, system.state_names, orbit.t, attention,
                                                 metrics[PRC_SPEARMAN]))])
+    return metrics, artifacts
+
+
+def light_prc_analysis(cfg: Any, system: DynamicalSystem, orbit: Orbit, attention: np.ndarray,
+                       init_attention: np.ndarray, noisy: np.ndarray, out_dir: Path,
+                       drawing: Optional[Drawing] = None) -> tuple[dict[str, float], list[Path]]:
+    """The light PRC of a circadian pacemaker (the protocol of Khalsa et al. 2003, from the system's
+    start), its features and their differences from the measured curve's, attention's alignment
+    with |light PRC| along the orbit with its controls; lightprc.csv and figures/lightprc.png."""
+    from lvsweep.analysis.lightprc import Protocol, light_prc_analysis as analyse, orbit_phase, write_lightprc_csv
+
+    prc, metrics = analyse(system, np.asarray(cfg.system.start, dtype=float), Protocol.of(cfg.analysis.light_pulse),
+                           orbit.t, orbit.x, attention, init_attention, noisy)
+    artifacts = [write_lightprc_csv(out_dir / "lightprc.csv", prc)]
+    if cfg.analysis.figures:
+        from lvsweep.analysis.lightprc import measured
+        from lvsweep.analysis.plotting import FigureCall
+
+        phase, _ = orbit_phase(system, orbit.t, orbit.x)
+        artifacts += draw(drawing, [FigureCall("light_phase_response", out_dir / "figures" / "lightprc.png",
+                                               (prc, measured(), system.name, phase, attention.mean(axis=0),
+                                                dict(metrics)))])
     return metrics, artifacts
 
 

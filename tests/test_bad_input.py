@@ -81,6 +81,23 @@ ROWS = [
         Row(("analysis.prc_kick.epsilon=0.9",), "analysis.prc_kick.epsilon"),
         Row(("tracking.experiment=''",), "tracking.experiment"),
     ),
+    # the circadian pacemakers and their light protocol
+    *entry_calls(
+        Row(("system=forger99", "system.params.light=-1"), "system.params.light", says="must be a finite number >= 0 (lux)"),
+        Row(("system=hannay19", "system.params.I0=0"), "system.params.I0", says="> 0 (lux)"),
+        Row(("system=jewett99", "system.start=[0.5,0.5,1.5]"), "system.start", says="n must lie in [0, 1]"),
+        Row(("experiment=circadian", "analysis.light_pulse.pulse_hours=17"), "analysis.light_pulse.pulse_hours",
+            says="the pulse must fit in the 16 h waking day"),
+        Row(("experiment=circadian", "analysis.light_pulse.pulse_lux=0"), "analysis.light_pulse.pulse_lux",
+            says="must be a finite number > 0 (lux)"),
+        Row(("experiment=circadian", "analysis.light_pulse.phases=4"), "analysis.light_pulse.phases",
+            says="[8, 1000]"),
+        Row(("experiment=circadian", "analysis.light_pulse.room_lux=-5"), "analysis.light_pulse.room_lux"),
+        Row(("experiment=circadian", "analysis.light_pulse.step=1"), "analysis.light_pulse.step", says="(0, 0.25]"),
+        Row(("analysis.lightprc=true",), "analysis.lightprc", says="allowed for lotka_volterra: false"),
+        Row(("system=goodwin", "objectives=[lightprc/spearman]"), "objectives",
+            says="'lightprc/spearman' is logged only with analysis.lightprc=true"),
+    ),
     # the Optuna sweeper's settings, rejected before the sweep's parent run opens
     Row((*OPTUNA, "hydra.sweeper.n_trials=-1"), "hydra.sweeper.n_trials"),
     *entry_calls(
@@ -137,6 +154,13 @@ REJECTED = {
     "analysis.ftle_horizon": ["analysis.ftle_horizon=31"], "analysis.prc_cycles": ["analysis.prc_cycles=101"],
     "analysis.perturb.k": ["analysis.perturb.k=501"], "analysis.perturb.epsilon": ["analysis.perturb.epsilon=-0.1"],
     "analysis.perturb.horizon": ["analysis.perturb.horizon=0"], "analysis.prc_kick.epsilon": ["analysis.prc_kick.epsilon=0"],
+    "analysis.light_pulse.pulse_lux": ["analysis.light_pulse.pulse_lux=-1"],
+    "analysis.light_pulse.pulse_hours": ["analysis.light_pulse.pulse_hours=0"],
+    "analysis.light_pulse.room_lux": ["analysis.light_pulse.room_lux=nan"],
+    "analysis.light_pulse.dim_lux": ["analysis.light_pulse.dim_lux=-0.1"],
+    "analysis.light_pulse.phases": ["analysis.light_pulse.phases=7"],
+    "analysis.light_pulse.entrain_days": ["analysis.light_pulse.entrain_days=0"],
+    "analysis.light_pulse.step": ["analysis.light_pulse.step=0"],
     "estimate.walkers": ["data=lynx_hare", "estimate.walkers=1"], "estimate.steps": ["data=lynx_hare", "estimate.steps=0"],
     "estimate.burn": ["data=lynx_hare", "estimate.burn=-1"],
     "estimate.priors": ["experiment=lynx_hare", "estimate.priors.alpha.sigma=-1"],
@@ -177,7 +201,8 @@ def test_every_numeric_field_of_every_schema_has_a_rejected_value():
 
 
 def test_the_defaults_of_every_system_and_model_pass_validation():
-    for system in ("lotka_volterra", "competitive_lv", "van_der_pol", "rossler", "lorenz", "goodwin"):
+    for system in ("lotka_volterra", "competitive_lv", "van_der_pol", "rossler", "lorenz", "goodwin", "forger99",
+                   "jewett99", "hannay19"):
         validate(compose_config(f"system={system}"))
     for model in MODEL_SCHEMAS:
         validate(compose_config(f"model={model}"))

@@ -28,7 +28,41 @@ HAND_WRITTEN = {
     "rossler": lambda p, u, v, w: [-v - w, u + p["a"] * v, p["b"] + w * (u - p["c"])],
     "lorenz": lambda p, u, v, w: [p["sigma"] * (v - u), u * (p["rho"] - w) - v, u * v - p["beta"] * w],
     "goodwin": lambda p, u, v, w: [p["a"] / (1 + (w / p["K"]) ** p["n"]) - p["b"] * u, u - p["b"] * v, v - p["b"] * w],
+    "forger99": lambda p, u, v, w: forger99(p, u, v, w),
+    "jewett99": lambda p, u, v, w: jewett99(p, u, v, w),
+    "hannay19": lambda p, u, v, w: hannay19(p, u, v, w),
 }
+
+
+def forger99(p, x, xc, n):
+    a = p["alpha0"] * (p["light"] / p["I0"]) ** p["p"]
+    b = p["G"] * a * (1 - n) * (1 - 0.4 * x) * (1 - 0.4 * xc)
+    return [np.pi / 12 * (xc + b),
+            np.pi / 12 * (p["mu"] * (xc - 4 / 3 * xc ** 3) - x * ((24 / (0.99669 * p["taux"])) ** 2 + p["k"] * b)),
+            60 * (a * (1 - n) - p["beta"] * n)]
+
+
+def jewett99(p, x, xc, n):
+    a = p["alpha0"] * (p["light"] / p["I0"]) ** p["p"]
+    b = p["G"] * a * (1 - n) * (1 - 0.4 * x) * (1 - 0.4 * xc)
+    return [np.pi / 12 * (xc + p["mu"] * (x / 3 + 4 / 3 * x ** 3 - 256 / 105 * x ** 7) + b),
+            np.pi / 12 * (p["q"] * b * xc - x * ((24 / (0.99729 * p["taux"])) ** 2 + p["k"] * b)),
+            60 * (a * (1 - n) - p["beta"] * n)]
+
+
+def hannay19(p, x, y, n):
+    """In polar form (R, ψ), then x = R cos ψ, y = R sin ψ differentiated."""
+    r, psi = np.hypot(x, y), np.arctan2(y, x)
+    a = p["alpha0"] * p["light"] ** p["p"] / (p["light"] ** p["p"] + p["I0"])
+    b = p["G"] * a * (1 - n)
+    dr = (-p["gamma"] * r + p["K"] / 2 * np.cos(p["beta1"]) * r * (1 - r ** 4)
+          + p["A1"] / 2 * b * (1 - r ** 4) * np.cos(psi + p["betaL1"])
+          + p["A2"] / 2 * b * r * (1 - r ** 8) * np.cos(2 * psi + p["betaL2"]))
+    dpsi = (2 * np.pi / p["tau"] + p["K"] / 2 * np.sin(p["beta1"]) * (1 + r ** 4) + p["sigma"] * b
+            - p["A1"] / 2 * b * (r ** 3 + 1 / r) * np.sin(psi + p["betaL1"])
+            - p["A2"] / 2 * b * (1 + r ** 8) * np.sin(2 * psi + p["betaL2"]))
+    return [dr * np.cos(psi) - r * dpsi * np.sin(psi), dr * np.sin(psi) + r * dpsi * np.cos(psi),
+            60 * (a * (1 - n) - p["delta"] * n)]
 
 
 @pytest.fixture(scope="module", params=sorted(SYSTEMS))
@@ -61,9 +95,12 @@ def test_jacobian_matches_finite_differences(system_cfg):
 
 
 def test_orbit_stays_finite_and_moves_over_its_time_span(system_cfg):
+    """Every state moves, except those a constant input holds fixed (`held`), which stay put."""
     orbit = simulate(system_cfg)
     assert orbit.x.shape == (system_cfg.n_steps, len(system_cfg.state_names))
-    assert np.all(np.isfinite(orbit.x)) and np.all(np.ptp(orbit.x, axis=0) > 0)
+    held = np.isin(system_cfg.state_names, make_system(system_cfg).held)
+    assert np.all(np.isfinite(orbit.x)) and np.all(np.ptp(orbit.x[:, ~held], axis=0) > 0)
+    assert np.all(np.ptp(orbit.x[:, held], axis=0) < 1e-9)
 
 
 def test_competitive_lv_lyapunov_function_decreases_to_the_coexistence_point():

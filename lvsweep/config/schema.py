@@ -240,6 +240,24 @@ class PrcKickConfig:
 
 
 @dataclass
+class LightPulseConfig:
+    # The bright pulse's illuminance (lux, > 0; Khalsa et al. 2003: ~10,000).
+    pulse_lux: float = 10000.0
+    # The pulse's length in hours, centred in the 16 h waking day (at most 16 h).
+    pulse_hours: float = 6.7
+    # Room light of the 16 h waking days of entrainment (lux, >= 0).
+    room_lux: float = 150.0
+    # Dim light of the constant routines and of the pulse day outside the pulse (lux, >= 0).
+    dim_lux: float = 5.0
+    # Pulse phases scanned over 24 h (at least 8), evenly spaced.
+    phases: int = 48
+    # Days of 16 h room light and 8 h darkness from system.start before the first constant routine.
+    entrain_days: int = 20
+    # Runge-Kutta step of the protocol's integration in hours (every light switch is rounded to it).
+    step: float = 0.05
+
+
+@dataclass
 class AnalysisConfig:
     # The sensitivity profile attention is compared with: ∇V·n̂ (lyapunov_normal), the largest
     # finite-time Lyapunov exponent (ftle), or auto: lyapunov_normal where the system has V, else ftle.
@@ -256,6 +274,12 @@ class AnalysisConfig:
     prc_kick: PrcKickConfig = field(default_factory=PrcKickConfig)
     # Limit cycles: the shift is read this many cycles after the kick, once the orbit is back on the cycle.
     prc_cycles: int = 10
+    # Circadian pacemakers with a light input (forger99, jewett99, hannay19): the phase response to a
+    # bright light pulse by the protocol of Khalsa et al. 2003, its features beside the measured ones,
+    # and attention's alignment with |light PRC| along the orbit: lightprc.csv, figures/lightprc.png, lightprc/*.
+    lightprc: bool = False
+    # The light protocol of the light PRC.
+    light_pulse: LightPulseConfig = field(default_factory=LightPulseConfig)
     # Simulated data only: after training, fit the system's parameters and initial states to each
     # replicate's noisy series with uniform, attention, inverse-attention, state-norm and permuted
     # weights, against the true values (estimate/rel_error_*, estimate/attention_gain).

@@ -191,12 +191,36 @@ def validate_system_analysis(a: DictConfig | Any, system: Any, s: DictConfig | A
     require(_finite(k.epsilon) and k.epsilon != 0 and abs(k.epsilon) <= 0.5, "analysis.prc_kick.epsilon",
              f"must be a non-zero number in [-0.5, 0.5] (fraction of the state's range), got {k.epsilon}")
     _number(a.prc_cycles, "analysis.prc_cycles", 1, 100, integer=True)
+    validate_light_pulse(a, system)
     if not a.prc:
         return
     check_prc(system)
     indices = [str(i) for i in range(len(s.state_names))]
     require(str(k.state) in (*s.state_names, *indices), "analysis.prc_kick.state",
              f"unknown state '{k.state}'; allowed: {', '.join([*s.state_names, *indices])}")
+
+
+def validate_light_pulse(a: DictConfig | Any, system: Any) -> None:
+    """The light protocol's ranges, and a light PRC only for a system with a light input."""
+    from lvsweep.systems import SYSTEMS
+    from lvsweep.systems.light import WAKE_HOURS, LightDriven
+
+    lp = a.light_pulse
+    _number(lp.pulse_lux, "analysis.light_pulse.pulse_lux", 0, low_open=True, unit=" (lux)")
+    _number(lp.pulse_hours, "analysis.light_pulse.pulse_hours", 0, WAKE_HOURS, low_open=True,
+            unit=f" (hours; the pulse must fit in the {WAKE_HOURS:g} h waking day)")
+    _number(lp.room_lux, "analysis.light_pulse.room_lux", 0, unit=" (lux)")
+    _number(lp.dim_lux, "analysis.light_pulse.dim_lux", 0, unit=" (lux)")
+    _number(lp.phases, "analysis.light_pulse.phases", 8, 1000, integer=True, unit=" (pulse phases over 24 h)")
+    _number(lp.entrain_days, "analysis.light_pulse.entrain_days", 1, 1000, integer=True, unit=" (days)")
+    _number(lp.step, "analysis.light_pulse.step", 0, 0.25, low_open=True, unit=" (hours)")
+    require(lp.pulse_hours >= 2 * lp.step, "analysis.light_pulse.pulse_hours",
+            f"must be at least two steps of analysis.light_pulse.step ({lp.step:g} h), got {lp.pulse_hours}")
+    if a.lightprc and not isinstance(system, LightDriven):
+        driven = ", ".join(sorted(n for n, c in SYSTEMS.items() if issubclass(c, LightDriven)))
+        raise LvsweepError("analysis.lightprc", f"a light phase response needs a system with a light input, which "
+                                                f"{system.name} has not; allowed for {system.name}: false "
+                                                f"(systems with a light input: {driven})")
 
 
 def validate_attention_model(m: DictConfig | Any) -> None:

@@ -32,7 +32,7 @@ class DynamicalSystem(ABC):
     1. A module in `lvsweep/systems/` with one subclass that sets
        - `name`: the option name, the same as its YAML file's stem;
        - `param_names`: the parameter names the YAML's `params` must give, in order;
-       - optionally `cycle` ("limit_cycle", "centre" or None) and `conserved`;
+       - optionally `cycle` ("limit_cycle", "centre" or None), `conserved` and `held`;
        and implements
        - `rhs(x[..., d]) -> [..., d]` and `jacobian(x[..., d]) -> [..., d, d]`, vectorised over
          leading axes (the state is the last axis);
@@ -60,6 +60,9 @@ class DynamicalSystem(ABC):
     cycle: ClassVar[Optional[str]] = None
     # Whether V is conserved (a first integral) rather than decreasing along orbits.
     conserved: ClassVar[bool] = False
+    # State variables a constant input holds at one value on the attractor (a circadian model's
+    # photoreceptor n at constant light): they do not move along the orbit, and tests say so.
+    held: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, params: Mapping[str, float], state_names: Sequence[str]) -> None:
         unknown = sorted(set(params) - set(self.param_names))
