@@ -229,7 +229,7 @@ def main() -> None:
     rows = [("bare PyTorch loop", "bare"),
             ("Lightning, default Trainer (logger, checkpoints)", "textbook"),
             ("Lightning, lean Trainer, 1 epoch per step", "lean"),
-            ("lvsweep: lean, manual optimisation, 10 epochs/step, callbacks", "lvsweep")]
+            ("lvsweep: lean, manual optimisation, 100 epochs/step, callbacks", "lvsweep")]
     for label, key in rows:
         print(f"  {label:<64}{t[key]:7.3f} s   {t[key] / t['bare']:5.2f}x")
     print(f"  lvsweep / bare: {verdict(t['lvsweep'] / t['bare'], TRAINING_TARGET)}")

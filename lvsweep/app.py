@@ -235,6 +235,7 @@ def print_summary(result: RunResult, run_id: str, experiment_id: str, cfg: DictC
         f"  circular-shift p = {m[ALIGN_PVALUE]:.3f} (one-sided)   "
         f"perturb/low_over_high = {m[PERTURB_LOW_OVER_HIGH]:.3f} (paper's claim: > 1)",
         *(f"  ⇒ {sentence}" for sentence in verdicts(m)),
+        *light_prc_lines(m),
         f"  reconstruction: {denoising(m)}",
         f"  figures: {out_dir / 'figures'}",
     ]
@@ -244,6 +245,24 @@ def print_summary(result: RunResult, run_id: str, experiment_id: str, cfg: DictC
               f"    mlflow ui --backend-store-uri {uri}",
               f"    then open {ui_link(experiment_id)}"]
     print("\n".join(lines))
+
+
+def light_prc_lines(m: dict[str, float]) -> list[str]:
+    """The light PRC's features beside the measured human curve's, and attention's alignment with it."""
+    from lvsweep.metric_names import (LIGHTPRC_BASELINE_LINEAR, LIGHTPRC_CROSSOVER, LIGHTPRC_DEAD_ZONE, LIGHTPRC_DIFF,
+                                      LIGHTPRC_DRIFT, LIGHTPRC_EXCESS, LIGHTPRC_PEAK_TO_TROUGH, LIGHTPRC_PVALUE,
+                                      LIGHTPRC_SPEARMAN)
+
+    if LIGHTPRC_PEAK_TO_TROUGH not in m:
+        return []
+    diff = lambda key: m.get(LIGHTPRC_DIFF + key.rpartition("/")[2], math.nan)  # noqa: E731
+    return [f"  light PRC (Khalsa et al. 2003 protocol): peak-to-trough {m[LIGHTPRC_PEAK_TO_TROUGH]:.2f} h "
+            f"({diff(LIGHTPRC_PEAK_TO_TROUGH):+.2f} vs measured)   crossover {m[LIGHTPRC_CROSSOVER]:+.2f} h from "
+            f"CBTmin   dead zone {m[LIGHTPRC_DEAD_ZONE]:.1f} h   drift {m[LIGHTPRC_DRIFT]:+.2f} h "
+            f"({diff(LIGHTPRC_DRIFT):+.2f} vs measured)",
+            f"  attention vs |light PRC|: Spearman ρ = {m[LIGHTPRC_SPEARMAN]:+.3f}   best linear score "
+            f"{m[LIGHTPRC_BASELINE_LINEAR]:+.3f}   excess {m[LIGHTPRC_EXCESS]:+.3f}   circular-shift p = "
+            f"{m[LIGHTPRC_PVALUE]:.3f}"]
 
 
 def estimate_lines(m: dict[str, float], cfg: DictConfig) -> list[str]:

@@ -49,7 +49,7 @@ def test_rhs_matches_the_circadian_package_at_random_states_and_light(name):
         x = np.stack([rng.uniform(-1.5, 1.5, 20), rng.uniform(-1.5, 1.5, 20), n], axis=-1)
         expected = np.stack([ref.derv(0.0, x[i], lux[i]) for i in range(20)])
     np.testing.assert_allclose(ours.rhs_light(x, lux), expected, rtol=1e-12, atol=1e-14)
-    # The package's defaults are the parameters the issue lists and conf/system/<name>.yaml holds.
+    # The package's defaults are the published parameters conf/system/<name>.yaml holds.
     for key, value in ref.parameters.items():
         ours_key = {"alpha_0": "alpha0", "Beta1": "beta1", "BetaL1": "betaL1", "BetaL2": "betaL2"}.get(key, key)
         if ours_key in ours.params:
@@ -151,6 +151,9 @@ def test_circadian_run_records_the_light_prc_its_alignment_and_controls(tmp_path
     assert m["lightprc/excess"] == pytest.approx(
         -m["lightprc/spearman"] + min(m["lightprc/baseline_norm"], m["lightprc/baseline_linear"],
                                       m["lightprc/spearman_init"]))
+    # The summary tells the light PRC beside the measured curve, with the numbers the run recorded.
+    assert f"peak-to-trough {m['lightprc/peak_to_trough']:.2f} h" in proc.stdout
+    assert f"Spearman ρ = {m['lightprc/spearman']:+.3f}" in proc.stdout.split("attention vs |light PRC|")[1]
     client = client_for(tmp_path)
     assert "lightprc.png" in {Path(a.path).name for a in client.list_artifacts(run.info.run_id, "figures")}
     with Path(client.download_artifacts(run.info.run_id, "lightprc.csv", str(tmp_path))).open() as fh:

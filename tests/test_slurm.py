@@ -27,6 +27,9 @@ from helpers.store import all_runs, child_runs, client_for, sweep_parents, wait_
 from helpers.system import require
 from lvsweep.slurm import JOB_TAG, REQUEUED_TAG, RESTARTS_TAG
 
+# One throwaway cluster a session: every test of it in one xdist worker, so no second one starts.
+pytestmark = pytest.mark.xdist_group("slurm")
+
 OBJECTIVE = "align/anticorrelation"
 # One CPU and 1 GB a job: two jobs at once on a 2-core node (the launcher's default asks 2 CPUs, 4 GB).
 ON_SLURM = ["-m", "hydra/launcher=slurm", "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=1"]

@@ -346,17 +346,20 @@ def light_phase_response(path: Path, prc: LightPRC, reference: dict, system_name
     ax_p.set_ylabel("phase shift (h, advance > 0)")
     ax_p.set_title("Light phase response, protocol of Khalsa et al. 2003")
     legend_outside(ax_p)
-    ax_a.scatter(phase, relative_attention(attention), s=5, color="black", alpha=0.5, lw=0, label="attention")
+    # Clipped into the fixed range, so a phase where attention is nearly zero shows on the floor
+    # instead of vanishing below the axis.
+    ax_a.scatter(phase, np.clip(relative_attention(attention), *ATTENTION_RANGE), s=5, color="black", alpha=0.5,
+                 lw=0, label="attention")
     ax_a.set_yscale("log")
-    ax_a.set_ylim(*ATTENTION_RANGE)
-    ax_a.set_ylabel("attention relative\nto uniform, T·a_t")
+    ax_a.set_ylim(ATTENTION_RANGE[0] / 1.3, ATTENTION_RANGE[1] * 1.3)
+    ax_a.set_ylabel("attention relative to\nuniform, T·a_t (clipped)")
     twin = ax_a.twinx()
     order = np.argsort(prc.phase)
     twin.plot(prc.phase[order], np.abs(prc.shift[order]), color="tab:orange", lw=1.2, ls="--")
     twin.set_ylabel("|light PRC| (h)", color="tab:orange")
     ax_a.set_xlabel("phase (h from the CBT minimum)")
     ax_a.set_xlim(-12, 12)
-    ax_a.set_title(f"Attention by phase: Spearman ρ(attention, |light PRC|) = {metrics[LIGHTPRC_SPEARMAN]:+.3f}, "
+    ax_a.set_title(f"Attention by phase: Spearman ρ with |light PRC| {metrics[LIGHTPRC_SPEARMAN]:+.3f}, "
                    f"excess {metrics[LIGHTPRC_EXCESS]:+.3f}, p = {metrics[LIGHTPRC_PVALUE]:.3g}")
     fig.tight_layout()
     return save(fig, path)
