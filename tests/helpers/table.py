@@ -7,7 +7,8 @@ that need a prepared directory (a broken store, a data file, a read-only folder)
 prepares it before the command runs, and `store_runs` reads the store as SQLite itself does, so a
 row whose store is not a database reads as one with no runs.
 
-A row runs in a process of its own unless it is marked `in_process` (`entry_calls(...)` marks a
+A row runs in a fresh interpreter of its own (not forked from one that imported the CLI: what a
+command prints while it imports is part of what a row checks) unless it is marked `in_process` (`entry_calls(...)` marks a
 group): then the CLI's entry function is called here (`helpers.inprocess.call_cli`), with the same
 checks, a fraction of a second instead of seconds of imports. That is for rows refused before any
 store is opened, of a kind that at least one row in its own process also covers: what only a
@@ -78,7 +79,7 @@ def check_row(row: Row, cwd: Path, before: list[tuple[str, str, str]]) -> list[s
     start = time.monotonic()
     try:
         proc = (call_cli(cwd, *row.args, module=row.module) if row.in_process
-                else run_cli(cwd, *row.args, module=row.module, timeout=240))
+                else run_cli(cwd, *row.args, module=row.module, timeout=240, fresh=True))
     except InProcessError as exc:
         return [f"[{row.name}] {exc}"]
     took = time.monotonic() - start
