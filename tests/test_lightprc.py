@@ -91,8 +91,8 @@ def test_light_prc_has_the_measured_features(scanned):
 
 def test_light_prc_has_converged_in_its_step():
     system, cfg = model("forger99")
-    coarse = light_prc(system, np.asarray(cfg.start), Protocol(step=0.05, phases=12))
-    fine = light_prc(system, np.asarray(cfg.start), Protocol(step=0.025, phases=12))
+    coarse = light_prc(system, np.asarray(cfg.start), Protocol.default(step=0.05, phases=12))
+    fine = light_prc(system, np.asarray(cfg.start), Protocol.default(step=0.025, phases=12))
     np.testing.assert_allclose(coarse.phase, fine.phase, atol=0.02)
     np.testing.assert_allclose(coarse.shift, fine.shift, atol=0.02)  # h: about a minute
 
@@ -102,7 +102,7 @@ def test_crossover_is_where_delays_turn_to_advances():
 
     phase = np.linspace(-12, 12, 48, endpoint=False)
     shift = 2.0 * np.sin(2 * np.pi * (phase - 1.0) / 24)  # delays before 1 h, advances after
-    prc = LightPRC(phase, shift, 0 * shift, phase, 0.0, phase, Protocol())
+    prc = LightPRC(phase, shift, 0 * shift, phase, 0.0, phase, Protocol.default())
     assert crossover(prc) == pytest.approx(1.0, abs=0.02)
     f = features(prc)
     assert f["lightprc/type"] == 1 and f["lightprc/peak_to_trough"] == pytest.approx(4.0, abs=0.02)

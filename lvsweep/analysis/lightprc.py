@@ -28,7 +28,7 @@ from __future__ import annotations
 import csv
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping, Optional
@@ -59,20 +59,28 @@ TYPE0_JUMP = 12.0  # a jump between neighbouring phases of half a cycle or more:
 
 @dataclass(frozen=True)
 class Protocol:
-    """The light protocol (see the module's docstring); the fields are `analysis.light_pulse`'s."""
+    """The light protocol (see the module's docstring); the fields, their meaning and defaults are
+    `analysis.light_pulse`'s (`lvsweep.config.schema.LightPulseConfig`)."""
 
-    pulse_lux: float = 10_000.0
-    pulse_hours: float = 6.7
-    room_lux: float = 150.0
-    dim_lux: float = 5.0
-    phases: int = 48
-    entrain_days: int = 20
-    step: float = 0.05
+    pulse_lux: float
+    pulse_hours: float
+    room_lux: float
+    dim_lux: float
+    phases: int
+    entrain_days: int
+    step: float
 
     @classmethod
     def of(cls, cfg: Any) -> Protocol:
         return cls(float(cfg.pulse_lux), float(cfg.pulse_hours), float(cfg.room_lux), float(cfg.dim_lux),
                    int(cfg.phases), int(cfg.entrain_days), float(cfg.step))
+
+    @classmethod
+    def default(cls, **changes: Any) -> Protocol:
+        """The protocol at the config's defaults, with `changes`."""
+        from lvsweep.config.schema import LightPulseConfig
+
+        return replace(cls.of(LightPulseConfig()), **changes)
 
 
 @dataclass(frozen=True)
@@ -132,9 +140,10 @@ def entrained_state(system: LightDriven, start: np.ndarray, protocol: Protocol) 
     return rk4(system, np.asarray(start, dtype=float)[None], lux[None], dt)[0, -1]
 
 
-def light_prc(system: LightDriven, start: np.ndarray, protocol: Protocol = Protocol()) -> LightPRC:
+def light_prc(system: LightDriven, start: np.ndarray, protocol: Optional[Protocol] = None) -> LightPRC:
     """The light PRC of `system` by the protocol of Khalsa et al. 2003 (see the module's docstring)."""
-    p, dt = protocol, protocol.step
+    p = protocol or Protocol.default()
+    dt = p.step
     steps = lambda h: int(round(h / dt))  # noqa: E731 - a time on the step grid
     x0 = entrained_state(system, start, p)
     t0 = 24.0 * p.entrain_days + WAKE_CLOCK  # the first routine starts here (clock 07:00)
