@@ -13,27 +13,16 @@ from __future__ import annotations
 import numpy as np
 
 from lvsweep.systems.base import matrix
-from lvsweep.systems.light import LightDriven
+from lvsweep.systems.light import W, KronauerOscillator
 
-W = np.pi / 12  # the oscillator's time scale, rad per hour
-
-
-class Forger99(LightDriven):
+class Forger99(KronauerOscillator):
+    period_factor = 0.99669
     name = "forger99"
     param_names = ("taux", "mu", "k", "G", "alpha0", "beta", "p", "I0", "light")
 
-    def _terms(self, x: np.ndarray, lux):
-        p = self.params
-        u, c, n = x[..., 0], x[..., 1], x[..., 2]
-        a = self.alpha(lux)
-        drive = p["G"] * a * (1 - n)  # G α (1 − n)
-        s = (1 - 0.4 * u) * (1 - 0.4 * c)
-        omega2 = (24 / (0.99669 * p["taux"])) ** 2
-        return u, c, n, a, drive, s, omega2
-
     def rhs_light(self, x: np.ndarray, lux) -> np.ndarray:
         p = self.params
-        u, c, n, a, drive, s, omega2 = self._terms(x, lux)
+        u, c, n, a, drive, s, omega2 = self.terms(x, lux)
         b = drive * s
         return np.stack([W * (c + b),
                          W * (p["mu"] * (c - 4 * c ** 3 / 3) - u * (omega2 + p["k"] * b)),
@@ -41,7 +30,7 @@ class Forger99(LightDriven):
 
     def jacobian(self, x: np.ndarray) -> np.ndarray:
         p = self.params
-        u, c, n, a, drive, s, omega2 = self._terms(x, p["light"])
+        u, c, n, a, drive, s, omega2 = self.terms(x, p["light"])
         b = drive * s
         b_u = -0.4 * drive * (1 - 0.4 * c)
         b_c = -0.4 * drive * (1 - 0.4 * u)

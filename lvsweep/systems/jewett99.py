@@ -12,28 +12,17 @@ from __future__ import annotations
 import numpy as np
 
 from lvsweep.systems.base import matrix
-from lvsweep.systems.light import LightDriven
+from lvsweep.systems.light import W, KronauerOscillator
 
-W = np.pi / 12
-
-
-class Jewett99(LightDriven):
+class Jewett99(KronauerOscillator):
+    period_factor = 0.99729
     name = "jewett99"
     param_names = ("taux", "mu", "q", "k", "G", "alpha0", "beta", "p", "I0", "light")
     cbt_offset = 0.8
 
-    def _terms(self, x: np.ndarray, lux):
-        p = self.params
-        u, c, n = x[..., 0], x[..., 1], x[..., 2]
-        a = self.alpha(lux)
-        drive = p["G"] * a * (1 - n)
-        s = (1 - 0.4 * u) * (1 - 0.4 * c)
-        omega2 = (24 / (0.99729 * p["taux"])) ** 2
-        return u, c, n, a, drive, s, omega2
-
     def rhs_light(self, x: np.ndarray, lux) -> np.ndarray:
         p = self.params
-        u, c, n, a, drive, s, omega2 = self._terms(x, lux)
+        u, c, n, a, drive, s, omega2 = self.terms(x, lux)
         b = drive * s
         return np.stack([W * (c + p["mu"] * (u / 3 + 4 * u ** 3 / 3 - 256 * u ** 7 / 105) + b),
                          W * (p["q"] * b * c - u * (omega2 + p["k"] * b)),
@@ -41,7 +30,7 @@ class Jewett99(LightDriven):
 
     def jacobian(self, x: np.ndarray) -> np.ndarray:
         p = self.params
-        u, c, n, a, drive, s, omega2 = self._terms(x, p["light"])
+        u, c, n, a, drive, s, omega2 = self.terms(x, p["light"])
         b = drive * s
         b_u = -0.4 * drive * (1 - 0.4 * c)
         b_c = -0.4 * drive * (1 - 0.4 * u)

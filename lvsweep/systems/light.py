@@ -24,6 +24,7 @@ from lvsweep.systems.base import DynamicalSystem
 
 # The human day of the light protocols: 16 h awake (in light), 8 h asleep (in darkness).
 WAKE_HOURS, SLEEP_HOURS = 16.0, 8.0
+W = np.pi / 12  # the van der Pol-type oscillators' time scale, rad per hour
 
 
 def find_minima(t: np.ndarray, s: np.ndarray) -> np.ndarray:
@@ -84,3 +85,22 @@ class LightDriven(DynamicalSystem):
     def cbt_minima(self, t: np.ndarray, x: np.ndarray) -> np.ndarray:
         """The CBT-minimum times along an orbit x[T, d] sampled at t[T]."""
         return find_minima(t, self.cbt_marker(x)) + self.cbt_offset
+
+
+class KronauerOscillator(LightDriven):
+    """The van der Pol-type pacemakers (`forger99`, `jewett99`): x, x_c and Process L's n, driven by
+    B = G α (1 − n)(1 − 0.4x)(1 − 0.4x_c), the intrinsic period set by τx through `period_factor`."""
+
+    # τx times this is the oscillator's period without light, in the term (24 / (factor τx))².
+    period_factor: ClassVar[float]
+
+    def terms(self, x: np.ndarray, lux: np.ndarray | float) -> tuple[np.ndarray, ...]:
+        """x, x_c, n, α, G α (1 − n), (1 − 0.4x)(1 − 0.4x_c), (24 / (factor τx))²: what both the
+        right-hand side and the Jacobian are written in."""
+        p = self.params
+        u, c, n = x[..., 0], x[..., 1], x[..., 2]
+        a = self.alpha(lux)
+        drive = p["G"] * a * (1 - n)
+        s = (1 - 0.4 * u) * (1 - 0.4 * c)
+        omega2 = (24 / (self.period_factor * p["taux"])) ** 2
+        return u, c, n, a, drive, s, omega2
