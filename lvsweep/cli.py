@@ -66,9 +66,13 @@ def expand_shorthands(args: Sequence[str]) -> list[str]:
         key, sep, _ = arg.partition("=")
         if sep and key in SHORTHANDS:
             try:
-                numeric = _is_numeric(parser.parse_override(arg).value())
+                value = parser.parse_override(arg).value()
             except OverrideParseException:
-                numeric = False
+                value = None
+            numeric = _is_numeric(value)
+            if isinstance(value, ChoiceSweep) and not numeric and any(_is_numeric(v) for v in value.list):
+                raise LvsweepError(key, f"a sweep takes levels (numbers, which set {SHORTHANDS[key]}) or "
+                                        f"kinds (names of the {key} group), not both; got {arg[len(key) + 1:]}")
             if numeric:
                 arg = SHORTHANDS[key] + arg[len(key):]
         out.append(arg)
@@ -204,7 +208,10 @@ def run_command() -> None:
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")
     from hydra_plugins.lvsweep_optuna_sweeper._edits import search_space_edits
 
-    sys.argv = [sys.argv[0], *search_space_edits(expand_shorthands(sys.argv[1:]))]
+    try:
+        sys.argv = [sys.argv[0], *search_space_edits(expand_shorthands(sys.argv[1:]))]
+    except LvsweepError as exc:  # before anything is recorded
+        exit_with_error(str(exc))
     register_resolvers()
     from lvsweep.app import task  # heavy imports after argument handling
     from lvsweep.tracking.sweeps import ACTIVE, FAILED_JOBS, SweepAborted

@@ -62,6 +62,7 @@ ROWS = [
     Row(("noise.kind=loud",), "noise.kind"),  # a value the schema's type refuses while Hydra composes
     *entry_calls(
         Row(("noise.level=-1",), "noise.level"),
+        Row(("-m", "noise=0,1,gaussian"), "noise", says="not both"),
         Row(("model.lr=0",), "model.lr"),
         Row(("model=multihead", "model.heads=0"), "model.heads"),
         Row(("model=multihead", "model.width=30"), "model.width"),
