@@ -160,8 +160,15 @@ def test_study_is_tracked_then_continued_by_two_parallel_workers(studies):
     for t in trials:
         run = by_trial[t.number]
         assert t.user_attrs["mlflow_run_id"] == run.info.run_id  # the trial links to its run
-        shown = f"noise.level={t.params['noise.level']:.3g} model.lr={t.params['model.lr']:.3g}"
-        assert run.info.run_name == f"trial_{t.number} {shown}" and run.data.tags["optuna_study"] == "s"
+        assert t.user_attrs["mlflow_url"] == (f"http://127.0.0.1:5000/#/experiments/{run.info.experiment_id}/runs/"
+                                              f"{run.info.run_id}?workflowType=machine_learning")
+        # Named by its values, each in a few characters: 3 significant digits, a short exponent below 1e-3.
+        head, level, lr = run.info.run_name.split(" ")
+        assert head == f"trial_{t.number}" and run.data.tags["optuna_study"] == "s"
+        assert level.startswith("noise.level=") and lr.startswith("model.lr=")
+        for text, value in ((level.partition("=")[2], t.params["noise.level"]), (lr.partition("=")[2], t.params["model.lr"])):
+            assert float(text) == pytest.approx(value, rel=5e-3) and len(text) <= 7, text
+            assert not text.startswith("0.000") and "e-0" not in text, text
         assert run.data.tags["optuna_storage"] == f"sqlite:///{tmp_path}/mlruns/optuna.db"
         assert t.value == pytest.approx(run.data.metrics[OBJECTIVE], rel=1e-12)
         assert float(run.data.params["noise.level"]) == pytest.approx(t.params["noise.level"])
@@ -169,6 +176,10 @@ def test_study_is_tracked_then_continued_by_two_parallel_workers(studies):
     assert parent.data.tags["optuna_study"] == "s"
     assert parent.data.tags["optuna_storage"] == f"sqlite:///{tmp_path}/mlruns/optuna.db"
     assert parent.data.metrics[f"best/{OBJECTIVE}"] == pytest.approx(best.value)
+    assert [k for k in parent.data.metrics if "best" in k] == [f"best/{OBJECTIVE}"]  # the best, once
+    # The closing lines end with the parent run's page in the UI, not only its id.
+    assert (f"then open http://127.0.0.1:5000/#/experiments/{parent.info.experiment_id}/runs/{parent.info.run_id}"
+            "?workflowType=machine_learning") in first.stdout
     assert float(parent.data.params["best.model.lr"]) == pytest.approx(best.params["model.lr"])
     figures = {Path(a.path).name for a in client_for(tmp_path).list_artifacts(parent.info.run_id, "figures")}
     assert {"optimization_history.png", "param_importances.png", "contour.png"} <= figures

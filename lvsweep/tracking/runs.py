@@ -36,6 +36,7 @@ DEFAULT_URI = "sqlite:///mlruns/mlflow.db"
 PARENT_RUN_ENV = "LVSWEEP_PARENT_RUN_ID"
 PARENT_TAG = "mlflow.parentRunId"
 ERROR_TAG = "lvsweep.error"
+NOTE_TAG = "mlflow.note.content"  # the Markdown note the UI shows at the top of a run's page
 HOST_TAG, PID_TAG = "lvsweep.host", "lvsweep.pid"  # which process owns a run, to tell a lost one
 START_TAG = "lvsweep.pid_start"  # when that process started: a later process given the same pid is not it
 _LOST_CHECKED: set[tuple[str, str]] = set()  # (store, experiment) already checked for lost runs by this process
@@ -52,6 +53,12 @@ def ui_link(experiment_id: str, host: str = "http://127.0.0.1:5000") -> str:
     """The experiment's runs table in `mlflow ui`. MLflow 3's UI opens an experiment in its GenAI
     view unless the link asks for the model-training view (it ignores the experiment's kind tag)."""
     return f"{host}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+
+
+def run_link(experiment_id: str, run_id: str, host: str = "http://127.0.0.1:5000") -> str:
+    """One run's page in `mlflow ui` (a sweep's parent: its children are listed there), in the
+    model-training view for the same reason as `ui_link`."""
+    return f"{host}/#/experiments/{experiment_id}/runs/{run_id}?workflowType=machine_learning"
 
 
 def resolve_uri(uri: Optional[str]) -> str:
@@ -403,7 +410,7 @@ def describe_error(error: BaseException) -> str:
 def close_run(client: MlflowClient, run_id: str, status: str, reason: str) -> None:
     """End a run as FAILED or KILLED with the reason where the UI shows it."""
     write_batch(client, run_id, tags={ERROR_TAG: reason[:5000],
-                                      "mlflow.note.content": f"{status.title()}: {reason}"[:5000]})
+                                      NOTE_TAG: f"{status.title()}: {reason}"[:5000]})
     store_write(client.set_terminated, run_id, status=status)
 
 
