@@ -93,7 +93,9 @@ def run_job(cfg: DictConfig) -> float | list[float] | TrialStop:
         result = run_experiment(plain, sink, out_dir, background=True)
         recorder.log_artifacts(result.artifacts, out_dir)
         if plain.analysis.log_model:
-            recorder.log_model(result.model, result.model_input)
+            from lvsweep.tracking.runs import flatten
+
+            recorder.log_model(result.model, result.model_input, params=flatten(OmegaConf.to_container(plain)))
         recorder.log_artifacts(result.wait_figures(), out_dir)
         from lvsweep.tracking.runs import NOTE_TAG
 

@@ -197,6 +197,16 @@ def test_logged_model_reproduces_attention_csv(single_run):
     _attention_matches_the_csv(single_run[0])
 
 
+def test_logged_model_carries_the_runs_params(single_run):
+    """The experiment's Models tab shows what a model was trained with: the run's params are its own."""
+    cwd = single_run[0]
+    client = client_for(cwd)
+    (run,) = all_runs(cwd)
+    (model,) = client.search_logged_models([run.info.experiment_id])
+    assert model.source_run_id == run.info.run_id and model.name == "model"
+    assert model.params == run.data.params and model.params["noise.level"] == run.data.params["noise.level"]
+
+
 def test_logged_model_of_replicates_reproduces_attention_csv(runs):
     _attention_matches_the_csv(finished(runs, "replicates")[0])
 

@@ -347,10 +347,10 @@ class RunRecorder:
             if sub in COMPARABLE_DIRS and path.suffix == ".png":
                 store_write(self.client.log_artifact, self.run_id, str(path))
 
-    def log_model(self, model: Any, model_input: Any) -> None:
+    def log_model(self, model: Any, model_input: Any, params: Optional[Mapping[str, Any]] = None) -> None:
         """The trained model as the run's `model` (see `log_model`); nothing when there is none."""
         if model is not None:
-            log_model(self.client, self.run_id, model, model_input)
+            log_model(self.client, self.run_id, model, model_input, params=params)
 
     def finish(self, error: Optional[BaseException] = None, status: Optional[str] = None) -> None:
         """Flush, then close as FINISHED, or FAILED/KILLED with the reason as a tag. Only the first
@@ -494,7 +494,8 @@ def close_lost_children(client: MlflowClient, experiment_id: str, parent_run_id:
     return [r.info.run_name for r in lost]
 
 
-def log_model(client: MlflowClient, run_id: str, model: Any, model_input: Any, name: str = "model") -> None:
+def log_model(client: MlflowClient, run_id: str, model: Any, model_input: Any, name: str = "model",
+              params: Optional[Mapping[str, Any]] = None) -> None:
     """The trained model as an MLflow PyTorch model of the run, under `name`, loadable with
     `mlflow.pytorch.load_model("runs:/<run id>/model")`.
 
@@ -508,6 +509,11 @@ def log_model(client: MlflowClient, run_id: str, model: Any, model_input: Any, n
     API would file it under the process's active experiment (the store's default one), where
     `runs:/` cannot find it. The fluent call also reads the global tracking URI, set to this
     client's (every lvsweep job of a process writes to one store).
+
+    `params` (the run's config) are the logged model's own, so its page in the experiment's Models
+    tab says what it was trained with (one write). Every model keeps the name `model`: MLflow
+    resolves `runs:/<run id>/model` by the logged model's name, so a name per run would change the
+    URI every run prints and the docs promise.
     """
     import mlflow
     import mlflow.pytorch
@@ -525,7 +531,8 @@ def log_model(client: MlflowClient, run_id: str, model: Any, model_input: Any, n
         model.train(was_training)
     requirements = [f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}"]
     experiment_id = retry_locked(client.get_run, run_id).info.experiment_id
-    logged = retry_locked(client.create_logged_model, experiment_id, name=name, source_run_id=run_id)
+    logged = retry_locked(client.create_logged_model, experiment_id, name=name, source_run_id=run_id,
+                          params={k: str(v) for k, v in (params or {}).items()} or None)
     mlflow.set_tracking_uri(client.tracking_uri)
     # Its warning that pickles run code when loaded is this choice's known cost; once per run it is noise.
     logging.getLogger("mlflow.pytorch").setLevel(logging.ERROR)
