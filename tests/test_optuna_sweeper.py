@@ -244,3 +244,20 @@ def test_a_bad_sweeper_setting_is_one_line_on_the_command_line(tmp_path):
     assert error_line(proc) == \
         "lvsweep: error: hydra.sweeper.heartbeat_interval: must be a whole number of seconds >= 1 or null, got 0"
     assert not (tmp_path / "mlruns" / "mlflow.db").exists()  # rejected before the sweep's parent run
+
+
+def test_importances_are_seeded_and_say_when_there_are_few_trials():
+    """The same trials give the same importances every time, and a study under 20 complete trials
+    says in the figure's title that they are only a hint."""
+    from optuna.visualization import matplotlib as plots
+
+    from hydra_plugins.lvsweep_optuna_sweeper._tracking import importances
+
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=1))
+    study.optimize(lambda t: t.suggest_float("a", 0, 1) ** 2 + 0.1 * t.suggest_float("b", 0, 1), n_trials=6)
+    bars = [[p.get_width() for p in importances(study, plots, {"target_name": OBJECTIVE}).patches] for _ in range(2)]
+    assert bars[0] == bars[1] and len(bars[0]) == 2
+    title = importances(study, plots, {"target_name": OBJECTIVE}).get_title(loc="left")
+    assert "seed 0" in title and "6 trials" in title and "only 6 complete trials (< 20)" in title
+    study.optimize(lambda t: t.suggest_float("a", 0, 1) ** 2 + 0.1 * t.suggest_float("b", 0, 1), n_trials=14)
+    assert "only" not in importances(study, plots, {"target_name": OBJECTIVE}).get_title(loc="left")
