@@ -93,9 +93,13 @@ def run_job(cfg: DictConfig) -> float | list[float] | TrialStop:
         result = run_experiment(plain, sink, out_dir, background=True)
         recorder.log_artifacts(result.artifacts, out_dir)
         if plain.analysis.log_model:
-            recorder.log_model(result.model, result.model_input)
+            from lvsweep.tracking.runs import flatten
+
+            recorder.log_model(result.model, result.model_input, params=flatten(OmegaConf.to_container(plain)))
         recorder.log_artifacts(result.wait_figures(), out_dir)
-        recorder.log_tags(result.tags)
+        from lvsweep.tracking.runs import NOTE_TAG
+
+        recorder.log_tags({**result.tags, NOTE_TAG: run_note(result, plain, out_dir)})
         recorder.finish()
     except (KeyboardInterrupt, SystemExit) as exc:
         from lvsweep.interrupts import exit_status, note, stop_exception, terminated
@@ -200,10 +204,8 @@ def describe(exc: BaseException) -> str:
 
 def print_summary(result: RunResult, run_id: str, experiment_id: str, cfg: DictConfig, out_dir: Path,
                   multirun: bool) -> None:
-    """The run's numbers with what they mean: each against what it must beat (the baselines, the
-    untrained model, the noisy input's own error), and a plain sentence where the answer is no."""
+    """The run's summary: a multirun's job in one line, a single run in full (`summary_lines`)."""
     m = result.metrics
-    measure = result.tags.get("lvsweep.sensitivity", cfg.analysis.sensitivity)
     if multirun:
         line = (f"pearson {m[ALIGN_PEARSON]:+.3f}  spearman {m[ALIGN_SPEARMAN]:+.3f}  "
                 f"gain {m[ALIGN_TRAINING_GAIN]:+.3f}  excess {m[ALIGN_EXCESS]:+.3f}  p {m[ALIGN_PVALUE]:.3f}  "
@@ -212,18 +214,24 @@ def print_summary(result: RunResult, run_id: str, experiment_id: str, cfg: DictC
         flags = short_verdicts(m)
         print(f"  {line}" + (f"  ⇒ {'; '.join(flags)}" if flags else ""))
         return
-    from lvsweep.analysis.controls import BASELINES, strongest_baseline
-    from lvsweep.tracking.runs import resolve_uri, ui_link
+    print("\n".join(["", *summary_lines(result, cfg, out_dir), *browse_lines(run_id, experiment_id, cfg)]))
 
-    uri = resolve_uri(cfg.tracking.uri)
+
+def summary_lines(result: RunResult, cfg: DictConfig, out_dir: Path) -> list[str]:
+    """The run's numbers with what they mean: each against what it must beat (the baselines, the
+    untrained model, the noisy input's own error), and a plain sentence where the answer is no.
+    The terminal prints them after a single run; every finished run's MLflow note holds them."""
+    from lvsweep.analysis.controls import BASELINES, strongest_baseline
+    from lvsweep.tracking.provenance import origin, run_tags
+
+    m = result.metrics
+    measure = result.tags.get("lvsweep.sensitivity", cfg.analysis.sensitivity)
     strongest, _ = strongest_baseline(m)
     observed = str(cfg.data.source) != "simulated"
     data = (f"data {cfg.data.source}" + (f" ({cfg.data.path})" if cfg.data.path else "") if observed
             else f"noise {cfg.noise.kind} {cfg.noise.level:g}")
-    from lvsweep.tracking.provenance import origin, run_tags
-
-    lines = [
-        f"\n{origin(run_tags())} · {cfg.system.name} · {data} · "
+    return [
+        f"{origin(run_tags())} · {cfg.system.name} · {data} · "
         f"model {cfg.model.name} · seed {cfg.seed} · replicates {cfg.replicates}",
         *estimate_lines(m, cfg),
         f"  attention vs {measure}:  Pearson r = {m[ALIGN_PEARSON]:+.3f}   "
@@ -239,12 +247,32 @@ def print_summary(result: RunResult, run_id: str, experiment_id: str, cfg: DictC
         f"  reconstruction: {denoising(m)}",
         f"  figures: {out_dir / 'figures'}",
     ]
-    if cfg.analysis.log_model:
-        lines.append(f"  model: mlflow.pytorch.load_model('runs:/{run_id}/model')")
-    lines += [f"  run {run_id} in experiment '{cfg.tracking.experiment}'; browse with:",
-              f"    mlflow ui --backend-store-uri {uri}",
-              f"    then open {ui_link(experiment_id)}"]
-    print("\n".join(lines))
+
+
+def browse_lines(run_id: str, experiment_id: str, cfg: DictConfig) -> list[str]:
+    """Where a single run's summary says to look next: its model, and the UI."""
+    from lvsweep.tracking.runs import resolve_uri, ui_link
+
+    lines = [f"  model: mlflow.pytorch.load_model('runs:/{run_id}/model')"] if cfg.analysis.log_model else []
+    return lines + [f"  run {run_id} in experiment '{cfg.tracking.experiment}'; browse with:",
+                    f"    mlflow ui --backend-store-uri {resolve_uri(cfg.tracking.uri)}",
+                    f"    then open {ui_link(experiment_id)}"]
+
+
+NOTE_METRICS = (ALIGN_ANTICORRELATION, ALIGN_TRAINING_GAIN, ALIGN_EXCESS, ALIGN_PVALUE, PERTURB_LOW_OVER_HIGH,
+                VAL_LOSS, VAL_NOISY_MSE, VAL_R2)  # the key numbers a run's note lists under its verdict
+
+
+def run_note(result: RunResult, cfg: DictConfig, out_dir: Path) -> str:
+    """The run page's note (`mlflow.note.content`, Markdown): the verdicts as a list, the key
+    numbers as a table, and the terminal's summary lines as they print, so the UI states what the
+    terminal said. A failed run's note is its reason instead (`close_run`)."""
+    m = result.metrics
+    said = [*verdicts(m), denoising(m)]
+    rows = [f"| `{name}` | {m[name]:.4g} |" for name in NOTE_METRICS if name in m]
+    return "\n".join(["**Verdict**", "", *(f"- {line}" for line in said), "",
+                      "| metric | value |", "| --- | --- |", *rows, "",
+                      "```text", *summary_lines(result, cfg, out_dir), "```"])[:5000]
 
 
 def light_prc_lines(m: dict[str, float]) -> list[str]:
@@ -307,7 +335,7 @@ def verdicts(m: dict[str, float]) -> list[str]:
     if m[ALIGN_EXCESS] <= 0:
         name, rho = strongest_baseline(m)
         untrained = name == ALIGN_SPEARMAN_INIT
-        out.append(f"the model beats no baseline: the {BASELINES[name]}"
+        out.append(f"the model beats none of the baselines: the {BASELINES[name]}"
                    f"{'' if untrained else ', which needs no training,'} anticorrelates at least as much "
                    f"(ρ {rho:+.3f} vs {m[ALIGN_SPEARMAN]:+.3f})")
     elif m[ALIGN_EXCESS] > 0:
@@ -323,7 +351,7 @@ def short_verdicts(m: dict[str, float]) -> list[str]:
     if m[ALIGN_TRAINING_GAIN] < 0:
         out.append("training weakened it")
     if m[ALIGN_EXCESS] <= 0:
-        out.append("beats no baseline")
+        out.append("beats none of the baselines")
     if not m[VAL_LOSS] < m[VAL_NOISY_MSE]:
         out.append("does not denoise")
     return out

@@ -23,6 +23,7 @@ SENSITIVITY_FTLE_VS_LYAPUNOV_SPEARMAN = "sensitivity/ftle_vs_lyapunov_spearman" 
 PRC_SPEARMAN = "prc/spearman"  # rho of attention with the phase response (analysis.prc=true)
 PRC_PERIOD = "prc/period"  # the oscillation's period (analysis.prc=true)
 PRIOR_PLAUSIBLE = "estimate/prior_plausible"  # share of prior draws whose orbit stays within 10x of the observed range
+BEST = "best/"  # + a metric: its best value over a sweep's or study's runs, on the parent run
 ESTIMATE_ATTENTION_GAIN = "estimate/attention_gain"  # error(uniform)/error(attention) of weighted fits (analysis.estimate=true)
 
 # Final metrics every run logs; `objectives` must name some of them.

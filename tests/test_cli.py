@@ -138,9 +138,16 @@ def test_summary_says_what_the_numbers_mean(single_run):
            f"R² {m['val/r2']:+.2f}: the model does not denoise" in out
     assert f"training gain {m['align/training_gain']:+.3f}" in out
     assert m["align/training_gain"] == pytest.approx(m["align/anticorrelation"] + m["align/spearman_init"])
-    assert m["align/excess"] <= 0 and "⇒ the model beats no baseline: the best linear score" in out
+    assert m["align/excess"] <= 0 and "⇒ the model beats none of the baselines: the best linear score" in out
     weakened = "⇒ training weakened the alignment" in out
     assert weakened == (m["align/training_gain"] < 0)
+    # The run's page in MLflow states the same verdicts: its note holds the summary lines as printed.
+    note = run.data.tags["mlflow.note.content"]
+    assert note.startswith("**Verdict**") and "- the model beats none of the baselines: the best linear score" in note
+    assert ("- training weakened the alignment" in note) == weakened
+    summary = [line for line in out.splitlines() if line.startswith("  attention vs ") or line.startswith("  ⇒ ")]
+    assert summary and all(line in note.splitlines() for line in summary)
+    assert f"| `val/r2` | {m['val/r2']:.4g} |" in note
 
 
 def test_histories_start_at_step_0_and_no_metric_uses_a_reserved_prefix(single_run):
@@ -190,6 +197,16 @@ def test_logged_model_reproduces_attention_csv(single_run):
     _attention_matches_the_csv(single_run[0])
 
 
+def test_logged_model_carries_the_runs_params(single_run):
+    """The experiment's Models tab shows what a model was trained with: the run's params are its own."""
+    cwd = single_run[0]
+    client = client_for(cwd)
+    (run,) = all_runs(cwd)
+    (model,) = client.search_logged_models([run.info.experiment_id])
+    assert model.source_run_id == run.info.run_id and model.name == "model"
+    assert model.params == run.data.params and model.params["noise.level"] == run.data.params["noise.level"]
+
+
 def test_logged_model_of_replicates_reproduces_attention_csv(runs):
     _attention_matches_the_csv(finished(runs, "replicates")[0])
 
@@ -222,6 +239,14 @@ def test_noise_multirun_makes_parent_and_children_and_survives_a_failed_job(nois
     failed = by_level["-1.0"]
     assert failed.info.status == "FAILED" and "noise.level" in failed.data.tags["lvsweep.error"]
     assert parents[0].info.status == "FINISHED" and parents[0].data.metrics["sweep/failed"] == 1
+    best = max(by_level[level].data.metrics["align/anticorrelation"] for level in ("0.0", "2.0"))
+    assert parents[0].data.metrics["best/align/anticorrelation"] == best
+    for level in ("0.0", "2.0"):  # every finished run's page states its verdict; a failure keeps its reason
+        assert by_level[level].data.tags["mlflow.note.content"].startswith("**Verdict**")
+    assert failed.data.tags["mlflow.note.content"].startswith("Failed: ")
+    # The closing lines give the parent run's page in the UI, not only its id.
+    assert (f"then open http://127.0.0.1:5000/#/experiments/{parents[0].info.experiment_id}/runs/"
+            f"{parents[0].info.run_id}?workflowType=machine_learning") in proc.stdout
 
 
 
@@ -230,7 +255,7 @@ def test_multirun_prints_one_line_per_job_and_an_aligned_fixed_decimal_table(noi
     out = proc.stdout
     job_lines = [line for line in out.splitlines() if line.startswith("  pearson ")]
     assert len(job_lines) == 2 and all("gain " in line and "(input " in line and "R² " in line for line in job_lines)
-    assert "⇒" in job_lines[0] and "beats no baseline" in job_lines[0]
+    assert "⇒" in job_lines[0] and "beats none of the baselines" in job_lines[0]
     table = out[out.index("sweep parent run"):out.index("  browse with: mlflow ui")].splitlines()[1:]
     header, rows, recorded = table[0], table[1:-1], table[-1]
     assert len(rows) == 3

@@ -47,6 +47,7 @@ def sweep(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any, list[Any
     cwd = tmp_path_factory.mktemp("ui")
     proc = run_cli(cwd, "-m", "noise=0,1", *QUICK, "analysis.figures=true")
     assert proc.returncode == 0, proc.stderr[-3000:]
+    (cwd / "stdout.txt").write_text(proc.stdout)  # the links the sweep printed, for the browser to follow
     from lvsweep.tracking.report import main as report_main
 
     old = os.getcwd()
@@ -245,3 +246,29 @@ def test_a_researcher_browses_the_sweep(server: MlflowServer, sweep: tuple[Path,
     report.locator("img").first.wait_for()
     assert report.locator("img").first.evaluate("i => i.complete && i.naturalWidth > 0 || new Promise(r => i.onload = () => r(i.naturalWidth > 0))")
     page.screenshot(path=str(shots / "5_report_html.png"))
+
+
+@pytest.mark.slow  # shares the sweep and the server with the test above (~20 s more)
+def test_run_pages_state_the_verdict_and_the_printed_link_opens_the_parent(
+        server: MlflowServer, sweep: tuple[Path, Any, list[Any], Any], page: Any, shots: Path) -> None:
+    cwd, client, children, parent = sweep
+    eid = parents_id = children[0].info.experiment_id
+    # 1. The link the sweep printed last opens its parent run's page, whose name is the sweep's.
+    printed = re.findall(r"then open (http://127\.0\.0\.1:5000/\S+)", (cwd / "stdout.txt").read_text())
+    assert printed and f"/runs/{parent.info.run_id}?" in printed[0], printed
+    page.goto(printed[0].replace("http://127.0.0.1:5000", server.url))
+    page.get_by_role("heading", name=parent.info.run_name).wait_for()
+    _close_assistant(page)
+    page.screenshot(path=str(shots / "6_parent_run_page.png"))
+    assert f"/experiments/{parents_id}/runs/{parent.info.run_id}" in page.url
+    # 2. A child run's page opens on its note: the verdicts the terminal printed, as Markdown.
+    child = children[0]
+    note = child.data.tags["mlflow.note.content"]
+    first_verdict = next(line[2:] for line in note.splitlines() if line.startswith("- "))
+    _fresh(page, f"{server.url}/#/experiments/{eid}/runs/{child.info.run_id}?workflowType=machine_learning")
+    page.get_by_text("Verdict", exact=True).first.wait_for()
+    item = page.locator("li").filter(has_text=first_verdict[:60]).first
+    item.wait_for()
+    assert first_verdict.startswith(item.inner_text().strip()[:60])
+    page.locator("table").filter(has_text="val/r2").first.wait_for()  # the key numbers, as a rendered table
+    page.screenshot(path=str(shots / "7_run_page_note.png"))

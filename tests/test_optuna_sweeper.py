@@ -160,8 +160,15 @@ def test_study_is_tracked_then_continued_by_two_parallel_workers(studies):
     for t in trials:
         run = by_trial[t.number]
         assert t.user_attrs["mlflow_run_id"] == run.info.run_id  # the trial links to its run
-        shown = f"noise.level={t.params['noise.level']:.3g} model.lr={t.params['model.lr']:.3g}"
-        assert run.info.run_name == f"trial_{t.number} {shown}" and run.data.tags["optuna_study"] == "s"
+        assert t.user_attrs["mlflow_url"] == (f"http://127.0.0.1:5000/#/experiments/{run.info.experiment_id}/runs/"
+                                              f"{run.info.run_id}?workflowType=machine_learning")
+        # Named by its values, each in a few characters: 3 significant digits, a short exponent below 1e-3.
+        head, level, lr = run.info.run_name.split(" ")
+        assert head == f"trial_{t.number}" and run.data.tags["optuna_study"] == "s"
+        assert level.startswith("noise.level=") and lr.startswith("model.lr=")
+        for text, value in ((level.partition("=")[2], t.params["noise.level"]), (lr.partition("=")[2], t.params["model.lr"])):
+            assert float(text) == pytest.approx(value, rel=5e-3) and len(text) <= 7, text
+            assert not text.startswith("0.000") and "e-0" not in text, text
         assert run.data.tags["optuna_storage"] == f"sqlite:///{tmp_path}/mlruns/optuna.db"
         assert t.value == pytest.approx(run.data.metrics[OBJECTIVE], rel=1e-12)
         assert float(run.data.params["noise.level"]) == pytest.approx(t.params["noise.level"])
@@ -169,6 +176,10 @@ def test_study_is_tracked_then_continued_by_two_parallel_workers(studies):
     assert parent.data.tags["optuna_study"] == "s"
     assert parent.data.tags["optuna_storage"] == f"sqlite:///{tmp_path}/mlruns/optuna.db"
     assert parent.data.metrics[f"best/{OBJECTIVE}"] == pytest.approx(best.value)
+    assert [k for k in parent.data.metrics if "best" in k] == [f"best/{OBJECTIVE}"]  # the best, once
+    # The closing lines end with the parent run's page in the UI, not only its id.
+    assert (f"then open http://127.0.0.1:5000/#/experiments/{parent.info.experiment_id}/runs/{parent.info.run_id}"
+            "?workflowType=machine_learning") in first.stdout
     assert float(parent.data.params["best.model.lr"]) == pytest.approx(best.params["model.lr"])
     figures = {Path(a.path).name for a in client_for(tmp_path).list_artifacts(parent.info.run_id, "figures")}
     assert {"optimization_history.png", "param_importances.png", "contour.png"} <= figures
@@ -233,3 +244,20 @@ def test_a_bad_sweeper_setting_is_one_line_on_the_command_line(tmp_path):
     assert error_line(proc) == \
         "lvsweep: error: hydra.sweeper.heartbeat_interval: must be a whole number of seconds >= 1 or null, got 0"
     assert not (tmp_path / "mlruns" / "mlflow.db").exists()  # rejected before the sweep's parent run
+
+
+def test_importances_are_seeded_and_say_when_there_are_few_trials():
+    """The same trials give the same importances every time, and a study under 20 complete trials
+    says in the figure's title that they are only a hint."""
+    from optuna.visualization import matplotlib as plots
+
+    from hydra_plugins.lvsweep_optuna_sweeper._tracking import importances
+
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=1))
+    study.optimize(lambda t: t.suggest_float("a", 0, 1) ** 2 + 0.1 * t.suggest_float("b", 0, 1), n_trials=6)
+    bars = [[p.get_width() for p in importances(study, plots, {"target_name": OBJECTIVE}).patches] for _ in range(2)]
+    assert bars[0] == bars[1] and len(bars[0]) == 2
+    title = importances(study, plots, {"target_name": OBJECTIVE}).get_title(loc="left")
+    assert "seed 0" in title and "6 trials" in title and "only 6 complete trials (< 20)" in title
+    study.optimize(lambda t: t.suggest_float("a", 0, 1) ** 2 + 0.1 * t.suggest_float("b", 0, 1), n_trials=14)
+    assert "only" not in importances(study, plots, {"target_name": OBJECTIVE}).get_title(loc="left")

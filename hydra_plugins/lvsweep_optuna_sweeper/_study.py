@@ -577,8 +577,19 @@ def check_point(space: SearchSpace, params: Mapping[str, Any], where: str) -> No
 
 def trial_run_name(trial: optuna.Trial) -> str:
     """`trial_2 noise.level=2.25 model.lr=1.7e-4`: the run says which point it is, as a multirun's do."""
-    shown = " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in trial.params.items())
+    shown = " ".join(f"{k}={compact(v)}" for k, v in trial.params.items())
     return f"trial_{trial.number} {shown}".strip()
+
+
+def compact(value: Any) -> str:
+    """A sampled value in a few characters: 3 significant digits, and a short exponent (`1.7e-4`,
+    not `0.000169` or `1.69e-04`) outside [0.001, 10000), where fixed notation is long or hard to read."""
+    if not isinstance(value, float):
+        return str(value)
+    if value == 0 or 1e-3 <= abs(value) < 1e4:
+        return f"{value:.3g}"
+    mantissa, _, exponent = f"{value:.2e}".partition("e")
+    return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
 
 
 def stop_children() -> None:

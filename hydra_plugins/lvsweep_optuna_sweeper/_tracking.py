@@ -21,10 +21,13 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 
 from hydra_plugins.lvsweep_optuna_sweeper._storage import storage_label
-from lvsweep.metric_names import ALIGN_ANTICORRELATION, ALIGN_TRAINING_GAIN
-from lvsweep.tracking.runs import PARENT_RUN_ENV, PARENT_TAG, open_store, resolve_uri, write_batch
+from lvsweep.metric_names import ALIGN_ANTICORRELATION, ALIGN_TRAINING_GAIN, BEST
+from lvsweep.tracking.runs import PARENT_RUN_ENV, PARENT_TAG, open_store, resolve_uri, run_link, write_batch
 
 RUN_ID_ATTR = "mlflow_run_id"  # the trial's user attribute naming its MLflow run
+RUN_URL_ATTR = "mlflow_url"  # the same run's page in `mlflow ui`, a link optuna-dashboard's table shows in full
+IMPORTANCE_SEED = 0  # fANOVA's random forest: the same trials give the same importances every time
+FEW_TRIALS = 20  # under this many complete trials, importances change from one trial to the next
 VERDICT_TAG = "lvsweep.verdict"  # on the parent run: what the objective rewarded, when that is not learning
 TRIAL_TAG, STUDY_TAG = "optuna_trial", "optuna_study"  # the run's tags naming its trial
 
@@ -61,12 +64,12 @@ def study_summary(study: optuna.Study, objectives: Sequence[str],
             tags.update({VERDICT_TAG: verdict, "mlflow.note.content": verdict})
             text += f"\n  ⇒ {verdict}"
         return StudySummary(text, {f"best.{k}": v for k, v in best.params.items()},
-                            {f"best/{objectives[0]}": float(best.value)}, tags)
+                            {BEST + objectives[0]: float(best.value)}, tags)
     front = study.best_trials
     metrics = {}
     for i, (name, direction) in enumerate(zip(objectives, study.directions)):
         pick = max if direction.name == "MAXIMIZE" else min
-        metrics[f"best/{name}"] = float(pick(t.values[i] for t in front))
+        metrics[BEST + name] = float(pick(t.values[i] for t in front))
     tags["optuna_pareto_trials"] = ",".join(str(t.number) for t in front)
     lines = [f"  trial {t.number}: " + ", ".join(f"{n} {v:.4g}" for n, v in zip(objectives, t.values))
              for t in front]
@@ -99,7 +102,7 @@ def study_figures(study: optuna.Study, objectives: Sequence[str], out_dir: Path)
     named = {"target": target, "target_name": objectives[0]}
     names = list(dict.fromkeys(n for t in study.get_trials(deepcopy=False) for n in t.params))
     makers: dict[str, Callable[[], Any]] = {
-        "param_importances": lambda: plots.plot_param_importances(study, **named),
+        "param_importances": lambda: importances(study, plots, named),
         "slice": lambda: plots.plot_slice(study, **named),
     }
     if multi:
@@ -123,6 +126,20 @@ def study_figures(study: optuna.Study, objectives: Sequence[str], out_dir: Path)
         finally:
             plt.close("all")
     return written
+
+
+def importances(study: optuna.Study, plots: Any, named: Mapping[str, Any]) -> Any:
+    """fANOVA importances with a fixed seed, titled with how many trials they rest on and, under
+    `FEW_TRIALS`, that they are not yet stable (another seed, or one trial more, can reorder them)."""
+    from optuna.importance import FanovaImportanceEvaluator
+
+    axes = plots.plot_param_importances(study, evaluator=FanovaImportanceEvaluator(seed=IMPORTANCE_SEED), **named)
+    n = sum(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False))
+    caveat = f"\nonly {n} complete trials (< {FEW_TRIALS}): unstable, read as a hint" if n < FEW_TRIALS else ""
+    for loc in ("center", "right"):  # optuna titles it on the left; one title, there
+        axes.set_title("", loc=loc)
+    axes.set_title(f"Hyperparameter importances (fANOVA, seed {IMPORTANCE_SEED}, {n} trials){caveat}", loc="left")
+    return axes
 
 
 class ParentRun:
@@ -181,6 +198,7 @@ class ParentRun:
                 continue
             try:
                 trial.set_user_attr(RUN_ID_ATTR, run_id)
+                trial.set_user_attr(RUN_URL_ATTR, run_link(self.experiment_id, run_id))
             except UpdateFinishedTrialError:
                 continue
             found[trial.number] = run_id

@@ -36,6 +36,7 @@ DEFAULT_URI = "sqlite:///mlruns/mlflow.db"
 PARENT_RUN_ENV = "LVSWEEP_PARENT_RUN_ID"
 PARENT_TAG = "mlflow.parentRunId"
 ERROR_TAG = "lvsweep.error"
+NOTE_TAG = "mlflow.note.content"  # the Markdown note the UI shows at the top of a run's page
 HOST_TAG, PID_TAG = "lvsweep.host", "lvsweep.pid"  # which process owns a run, to tell a lost one
 START_TAG = "lvsweep.pid_start"  # when that process started: a later process given the same pid is not it
 _LOST_CHECKED: set[tuple[str, str]] = set()  # (store, experiment) already checked for lost runs by this process
@@ -52,6 +53,12 @@ def ui_link(experiment_id: str, host: str = "http://127.0.0.1:5000") -> str:
     """The experiment's runs table in `mlflow ui`. MLflow 3's UI opens an experiment in its GenAI
     view unless the link asks for the model-training view (it ignores the experiment's kind tag)."""
     return f"{host}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+
+
+def run_link(experiment_id: str, run_id: str, host: str = "http://127.0.0.1:5000") -> str:
+    """One run's page in `mlflow ui` (a sweep's parent: its children are listed there), in the
+    model-training view for the same reason as `ui_link`."""
+    return f"{host}/#/experiments/{experiment_id}/runs/{run_id}?workflowType=machine_learning"
 
 
 def resolve_uri(uri: Optional[str]) -> str:
@@ -340,10 +347,10 @@ class RunRecorder:
             if sub in COMPARABLE_DIRS and path.suffix == ".png":
                 store_write(self.client.log_artifact, self.run_id, str(path))
 
-    def log_model(self, model: Any, model_input: Any) -> None:
+    def log_model(self, model: Any, model_input: Any, params: Optional[Mapping[str, Any]] = None) -> None:
         """The trained model as the run's `model` (see `log_model`); nothing when there is none."""
         if model is not None:
-            log_model(self.client, self.run_id, model, model_input)
+            log_model(self.client, self.run_id, model, model_input, params=params)
 
     def finish(self, error: Optional[BaseException] = None, status: Optional[str] = None) -> None:
         """Flush, then close as FINISHED, or FAILED/KILLED with the reason as a tag. Only the first
@@ -403,7 +410,7 @@ def describe_error(error: BaseException) -> str:
 def close_run(client: MlflowClient, run_id: str, status: str, reason: str) -> None:
     """End a run as FAILED or KILLED with the reason where the UI shows it."""
     write_batch(client, run_id, tags={ERROR_TAG: reason[:5000],
-                                      "mlflow.note.content": f"{status.title()}: {reason}"[:5000]})
+                                      NOTE_TAG: f"{status.title()}: {reason}"[:5000]})
     store_write(client.set_terminated, run_id, status=status)
 
 
@@ -487,7 +494,8 @@ def close_lost_children(client: MlflowClient, experiment_id: str, parent_run_id:
     return [r.info.run_name for r in lost]
 
 
-def log_model(client: MlflowClient, run_id: str, model: Any, model_input: Any, name: str = "model") -> None:
+def log_model(client: MlflowClient, run_id: str, model: Any, model_input: Any, name: str = "model",
+              params: Optional[Mapping[str, Any]] = None) -> None:
     """The trained model as an MLflow PyTorch model of the run, under `name`, loadable with
     `mlflow.pytorch.load_model("runs:/<run id>/model")`.
 
@@ -501,6 +509,11 @@ def log_model(client: MlflowClient, run_id: str, model: Any, model_input: Any, n
     API would file it under the process's active experiment (the store's default one), where
     `runs:/` cannot find it. The fluent call also reads the global tracking URI, set to this
     client's (every lvsweep job of a process writes to one store).
+
+    `params` (the run's config) are the logged model's own, so its page in the experiment's Models
+    tab says what it was trained with (one write). Every model keeps the name `model`: MLflow
+    resolves `runs:/<run id>/model` by the logged model's name, so a name per run would change the
+    URI every run prints and the docs promise.
     """
     import mlflow
     import mlflow.pytorch
@@ -518,7 +531,8 @@ def log_model(client: MlflowClient, run_id: str, model: Any, model_input: Any, n
         model.train(was_training)
     requirements = [f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}"]
     experiment_id = retry_locked(client.get_run, run_id).info.experiment_id
-    logged = retry_locked(client.create_logged_model, experiment_id, name=name, source_run_id=run_id)
+    logged = retry_locked(client.create_logged_model, experiment_id, name=name, source_run_id=run_id,
+                          params={k: str(v) for k, v in (params or {}).items()} or None)
     mlflow.set_tracking_uri(client.tracking_uri)
     # Its warning that pickles run code when loaded is this choice's known cost; once per run it is noise.
     logging.getLogger("mlflow.pytorch").setLevel(logging.ERROR)

@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 
 from lvsweep.cli import register_resolvers
 from lvsweep.errors import LvsweepError
-from lvsweep.metric_names import ALIGN_ANTICORRELATION, ALIGN_EXCESS, ALIGN_PEARSON, ALIGN_PVALUE, ALIGN_SPEARMAN, ALIGN_TRAINING_GAIN, PERTURB_LOW_OVER_HIGH, VAL_LOSS, VAL_NOISY_MSE, VAL_R2
+from lvsweep.metric_names import BEST, ALIGN_ANTICORRELATION, ALIGN_EXCESS, ALIGN_PEARSON, ALIGN_PVALUE, ALIGN_SPEARMAN, ALIGN_TRAINING_GAIN, PERTURB_LOW_OVER_HIGH, VAL_LOSS, VAL_NOISY_MSE, VAL_R2
 
 if TYPE_CHECKING:
     from lvsweep.tracking.runs import RunRecorder
@@ -86,7 +86,7 @@ class MlflowSweepCallback(Callback):
         ACTIVE[:] = [self]
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        from lvsweep.tracking.runs import PARENT_RUN_ENV, child_runs, resolve_uri, ui_link
+        from lvsweep.tracking.runs import PARENT_RUN_ENV, child_runs, resolve_uri, run_link, ui_link
 
         if self.parent is None:
             return
@@ -99,8 +99,9 @@ class MlflowSweepCallback(Callback):
         finite = [s for s in scores if math.isfinite(s)]
         summary = {"sweep/jobs": len(children), "sweep/failed": len(failed),
                    "sweep/pruned": sum(map(was_pruned, children))}
-        if finite:
-            summary["sweep/best_anticorrelation"] = max(finite)
+        # A study's sweeper has logged its best (over every invocation of the study) under the same name.
+        if finite and BEST + ALIGN_ANTICORRELATION not in self.parent.client.get_run(self.parent.run_id).data.metrics:
+            summary[BEST + ALIGN_ANTICORRELATION] = max(finite)
         self.parent.log_metrics(summary, 0)
         self.parent.finish(status="FINISHED" if len(failed) < len(children) or not children else "FAILED")
         os.environ.pop(PARENT_RUN_ENV, None)
@@ -111,8 +112,8 @@ class MlflowSweepCallback(Callback):
         print(f"  recorded with {origin(self.parent.client.get_run(self.parent.run_id).data.tags)}")
         uri = resolve_uri(config.tracking.uri)
         print(f"  browse with: mlflow ui --backend-store-uri {uri}\n"
-              f"    then open {ui_link(self.experiment_id)}  (the sweep's runs fold under {self.parent.run_id[:8]})")
-
+              f"    then open {run_link(self.experiment_id, self.parent.run_id)}  (the sweep's parent run)\n"
+              f"    or {ui_link(self.experiment_id)}  (all runs; the sweep's fold under {self.parent.run_id[:8]})")
 
     def close_lost(self, status: str, all_jobs_returned: bool, own_reason: Optional[str] = None) -> None:
         """Close the children no job will close. `own_reason`: why this process is stopping (a
