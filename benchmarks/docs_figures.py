@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> None:
     def one_run() -> None:
         (work / "one").mkdir()
         command = lvsweep(work / "one")
-        attention_figure(args.out / "attention_vs_sensitivity.png", newest(work / "one", "outputs/*/*/attention.csv"))
+        attention_figure(args.out / "attention_vs_sensitivity.png", newest(work / "one", "outputs/**/attention.csv"))
         caption("attention_vs_sensitivity.png", "Attention against the sensitivity on the default run (Lotka-Volterra, "
                 "noise 2.0, linear attention, seed 0, one replicate).", [command])
 
@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> None:
     def lynx() -> None:
         (work / "lynx").mkdir()
         command = lvsweep(work / "lynx", *LYNX_HARE)
-        shutil.copyfile(newest(work / "lynx", "outputs/*/*/**/fit.png"), args.out / "lynx_hare_fit.png")
+        shutil.copyfile(newest(work / "lynx", "outputs/**/fit.png"), args.out / "lynx_hare_fit.png")
         caption("lynx_hare_fit.png", "The Lotka-Volterra fit to the Hudson's Bay lynx–hare records (the run's own "
                 "fit figure).", [command])
 
