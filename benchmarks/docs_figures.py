@@ -50,8 +50,9 @@ def lvsweep(cwd: Path, *args: str, module: str = "lvsweep") -> str:
 
 def report(cwd: Path, name: str) -> tuple[str, list[dict[str, str]], Path]:
     """The report of the latest sweep in `cwd`: its command, report.csv rows and folder."""
-    out = cwd / "reports" / name
-    command = lvsweep(cwd, "--out", str(out), module="lvsweep.report")
+    out = cwd / "reports" / name  # a folder of this script's own: the caption quotes the plain command
+    lvsweep(cwd, "--out", str(out), module="lvsweep.report")
+    command = "python -m lvsweep.report"
     with (out / "report.csv").open() as fh:
         return command, list(csv.DictReader(fh)), out
 
