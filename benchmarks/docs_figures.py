@@ -4,7 +4,7 @@ Each figure comes from commands run through the real command line in a fresh fol
 MLflow store), and is drawn here from what those runs recorded (`attention.csv`, the report's
 `report.csv`), so that it stays the docs' own figure whatever the per-run figures look like. The
 captions, each naming its command and the commit that drew it, go to `captions.json` beside the
-PNGs and are printed; the pages quote them. About 5 minutes on 2 cores.
+PNGs and are printed; the pages quote them. About 7 minutes on 2 cores.
 """
 from __future__ import annotations
 
