@@ -10,7 +10,10 @@ import numpy as np
 import pytest
 
 from lvsweep.tracking.report import continuous_bins, group_runs, quantile_bins, varying_params
-from lvsweep.tracking.report_table import COLUMNS, N_BINS, markdown
+from lvsweep.metric_names import ALIGN_SPEARMAN, ALIGN_SPEARMAN_CI_HIGH, ALIGN_SPEARMAN_CI_LOW, ALIGN_TRAINING_GAIN, VAL_LOSS, VAL_NOISY_MSE, VAL_R2
+from lvsweep.tracking.provenance import COMMAND_TAG, COMMIT_TAG, VERSION_TAG
+from lvsweep.tracking.report_plot import REPORT_KINDS, alignment_figure
+from lvsweep.tracking.report_table import COLUMNS, INPUT_MSE, N_BINS, NO_INTERVAL, Group, markdown, table
 
 from helpers.cli import run_cli, together
 from helpers.inprocess import call_cli
@@ -146,3 +149,79 @@ def _low(g) -> float:
 def test_a_few_numeric_levels_stay_discrete():
     assert quantile_bins(["0.0", "1.0", "2.0", "4.0"]) is None
     assert quantile_bins(["linear", "multihead"] * 5) is None
+
+
+def _html_table(page: str) -> tuple[list[str], list[list[str]]]:
+    """The report table's header and rows, as the page shows them."""
+    import re
+    from html import unescape
+
+    main = page.split("<thead>", 1)[1].split("</table>", 1)[0]
+    head = [unescape(h) for h in re.findall(r"<th>(.*?)</th>", main)]
+    rows = [[unescape(c) for c in re.findall(r"<td>(.*?)</td>", r)] for r in re.findall(r"<tr>(.*?)</tr>", main)[1:]]
+    return head, rows
+
+
+def test_report_page_shows_the_input_error_r2_gain_and_interval_each_run_recorded(sweep, reports):
+    cwd, _, parent = sweep
+    assert reports[("--out", "rep")].returncode == 0
+    head, rows = _html_table((cwd / "rep" / "report.html").read_text())
+    for name in ("gain", VAL_LOSS, INPUT_MSE, "R²"):
+        assert name in head, head
+    by_group = {(c.data.params["model.name"], c.data.params["noise.level"]): c
+                for c in child_runs(cwd, parent.info.run_id)}
+    assert len(rows) == 4
+    for cells in rows:
+        shown = dict(zip(head, cells))
+        m = by_group[(shown["model.name"], shown["noise.level"])].data.metrics
+        assert shown[INPUT_MSE] == f"{m[VAL_NOISY_MSE]:.4g}" and shown[VAL_LOSS] == f"{m[VAL_LOSS]:.4g}"
+        assert shown["R²"] == f"{m[VAL_R2]:+.2f}" and shown["gain"] == f"{m[ALIGN_TRAINING_GAIN]:+.3f}"
+        # two replicates per run: the interval each run recorded, not the value alone
+        assert shown["Spearman ρ (95 % CI)"] == (f"{m[ALIGN_SPEARMAN]:+.3f} [{m[ALIGN_SPEARMAN_CI_LOW]:+.3f}, "
+                                                 f"{m[ALIGN_SPEARMAN_CI_HIGH]:+.3f}]")
+    # the noisy input's error beside the model's: noise 2 has an input error, noise 0 none
+    assert {float(dict(zip(head, c))[INPUT_MSE]) > 0 for c in rows} == {True, False}
+
+
+def test_report_header_names_the_version_commit_command_and_start(sweep, reports):
+    cwd, client, parent = sweep
+    tags = client.get_run(parent.info.run_id).data.tags
+    assert tags[COMMAND_TAG].startswith("python -m lvsweep -m noise=0,2 model=linear,multihead")
+    page = (cwd / "rep" / "report.html").read_text()
+    header = page.split('<dl class="header">', 1)[1].split("</dl>", 1)[0]
+    from html import unescape
+    header = unescape(header)
+    for label, value in [("lvsweep version", tags[VERSION_TAG]), ("git commit", tags.get(COMMIT_TAG, "none")),
+                         ("command", tags[COMMAND_TAG]), ("sweep parent run", parent.info.run_id)]:
+        assert f"<dt>{label}</dt><dd>{value}" in header, (label, header)
+    from datetime import datetime, timezone
+    day = datetime.fromtimestamp(parent.info.start_time / 1000, timezone.utc).strftime("%Y-%m-%d")
+    assert f"<dt>started</dt><dd>{day} " in header
+    md = (cwd / "rep" / "report.md").read_text()
+    assert f"- command: `{tags[COMMAND_TAG]}`" in md and f"- lvsweep version: `{tags[VERSION_TAG]}`" in md
+
+
+def test_one_replicate_says_it_has_no_interval_and_the_note_agrees():
+    one = Group({"noise.level": "2.0"}, [_trial(1e-3, 2.0, -0.4)])
+    one.runs[0].data.metrics.pop(ALIGN_SPEARMAN_CI_LOW), one.runs[0].data.metrics.pop(ALIGN_SPEARMAN_CI_HIGH)
+    _, rows = table(["noise.level"], [one])
+    assert rows[0][2] == f"-0.400 ({NO_INTERVAL})"
+    two = Group({"noise.level": "2.0"}, [_trial(1e-3, 2.0, -0.4), _trial(2e-3, 2.0, -0.6)])
+    _, rows = table(["noise.level"], [two])
+    assert rows[0][2].startswith("-0.500 [") and NO_INTERVAL not in rows[0][2]  # an interval over the two runs
+
+
+def test_report_legend_draws_each_kind_as_its_lines_are_drawn():
+    """One group: every legend entry has the colour, line style, marker and fill of the lines it
+    names, so that a reader matches them by eye."""
+    params = [{"noise.level": "0.0"}, {"noise.level": "2.0"}]
+    rows = [{key: -0.5 for key, *_ in REPORT_KINDS} for _ in params]
+    fig = alignment_figure(["noise.level"], params, rows, "noise.level")
+    ax = fig.axes[0]
+    drawn = {(line.get_linestyle(), line.get_marker()): line for line in ax.get_lines() if len(line.get_xdata()) == 2}
+    legend = ax.get_legend()
+    assert len(legend.get_lines()) == len(REPORT_KINDS)
+    for handle in legend.get_lines():
+        line = drawn[(handle.get_linestyle(), handle.get_marker())]
+        for prop in ("color", "markerfacecolor", "markeredgecolor", "linewidth", "markersize", "alpha"):
+            assert getattr(handle, f"get_{prop}")() == getattr(line, f"get_{prop}")(), prop

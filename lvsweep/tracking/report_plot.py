@@ -8,17 +8,35 @@ import matplotlib
 import numpy as np
 from matplotlib.lines import Line2D
 
+from matplotlib.figure import Figure
+
 from lvsweep.analysis.plotting import save, styled, subplots
 
 REPORT_KINDS = (("spearman", "trained attention", "-", "o"),
                 ("spearman_init", "untrained attention", (0, (1, 1)), "v"),
                 ("baseline_norm", "state norm", "--", "s"),
                 ("baseline_linear", "best linear score", "-.", "^"))
+NEUTRAL = "0.25"  # the legend's colour for the line styles when several groups share them
+
+
+def kind_style(key: str, color: str) -> dict:
+    """How one kind of ρ is drawn, the same for its lines and for its legend entry, so that a
+    legend's marker is what the plot shows: the trained attention thick with filled markers, the
+    baselines thinner with hollow ones."""
+    main = key == "spearman"
+    return dict(color=color, lw=1.8 if main else 1.1, ms=6 if main else 5, alpha=1.0 if main else 0.85,
+                mfc=color if main else "white", mec=color)
 
 
 @styled
 def alignment_by_group(path: Path, factors: list[str], params: list[dict[str, str]], rows: list[dict[str, float]],
                        x_key: str, x_values: list[float] | None = None) -> Path:
+    """The report's plot (see `alignment_figure`) written to `path`."""
+    return save(alignment_figure(factors, params, rows, x_key, x_values), path)
+
+
+def alignment_figure(factors: list[str], params: list[dict[str, str]], rows: list[dict[str, float]],
+                     x_key: str, x_values: list[float] | None = None) -> Figure:
     """Mean Spearman ρ against `x_key` (noise level), one colour per setting of the other factors
     (e.g. per model), the trained attention beside every no-learning baseline (state norm, best
     linear score, untrained attention), each with its own line style and marker. The 95 % CI is a
@@ -54,10 +72,7 @@ def alignment_by_group(path: Path, factors: list[str], params: list[dict[str, st
                 ax.errorbar(x[band], y[band], yerr=[y[band] - low[band], high[band] - y[band]], fmt="none",
                             color=color, capsize=4)
         for key, _, style, marker in REPORT_KINDS:
-            main = key == "spearman"
-            ax.plot(x, get(key), ls=style if along else "none", marker=marker, color=color,
-                    lw=1.8 if main else 1.1, ms=6 if main else 5, alpha=1.0 if main else 0.85,
-                    mfc=color if main else "white")
+            ax.plot(x, get(key), ls=style if along else "none", marker=marker, **kind_style(key, color))
     if not along:
         ax.set_xticks(range(len(params)), [", ".join(p[f] for f in factors) for p in params], rotation=20,
                       ha="right")
@@ -71,13 +86,20 @@ def alignment_by_group(path: Path, factors: list[str], params: list[dict[str, st
     if not any_band:
         ax.text(0.99, 0.97, "1 replicate: no interval", transform=ax.transAxes, ha="right", va="top",
                 color="0.3", fontsize=9)
-    kinds = [Line2D([], [], color="0.2", ls=style, marker=marker, mfc="0.2" if key == "spearman" else "white",
-                    label=name) for key, name, style, marker in REPORT_KINDS]
-    legend = ax.legend(handles=kinds, title="Spearman ρ of", loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
-    if len(series) > 1 or next(iter(series)):
+    # One group: the line styles in its own colour, as drawn. Several: the styles in a neutral
+    # colour, titled so, and each group's colour shown with the trained attention's line and marker.
+    several = len(series) > 1
+    kinds = [Line2D([], [], ls=style if along else "none", marker=marker, label=name,
+                    **kind_style(key, NEUTRAL if several else colors[0]))
+             for key, name, style, marker in REPORT_KINDS]
+    legend = ax.legend(handles=kinds, title="Spearman ρ of" + (" (every colour)" if several else ""),
+                       loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
+    if several or next(iter(series)):
         ax.add_artist(legend)
-        groups = [Line2D([], [], color=colors[n % len(colors)], lw=2.5, label=label or "all runs")
-                  for n, label in enumerate(series)]
-        ax.legend(handles=groups, title="group", loc="upper left", bbox_to_anchor=(1.01, 0.5), borderaxespad=0.0)
+        main_marker = REPORT_KINDS[0][3]
+        groups = [Line2D([], [], ls="-" if along else "none", marker=main_marker, label=label or "all runs",
+                         **kind_style("spearman", colors[n % len(colors)])) for n, label in enumerate(series)]
+        ax.legend(handles=groups, title="group (colour)", loc="upper left", bbox_to_anchor=(1.01, 0.5),
+                  borderaxespad=0.0)
     fig.tight_layout()
-    return save(fig, path)
+    return fig
