@@ -92,7 +92,11 @@ def overview_figure(panels: Sequence[Panel], title: str, measure: str = "") -> F
     heading = title + (f" ({note})" if note else "")
     width = max(40, int(9 * PANEL_INCHES * cols))  # characters a line of the heading may hold
     fig.suptitle(f"{what}\n" + "\n".join(textwrap.wrap(heading, width)))
-    fig.tight_layout()
+    # The constrained engine, run once, makes room for a heading of several lines (tight_layout
+    # leaves a wrapped sweep name over the panel titles of a single row).
+    fig.set_layout_engine("constrained")
+    fig.get_layout_engine().execute(fig)
+    fig.set_layout_engine("none")
     return fig
 
 
