@@ -90,7 +90,7 @@ def run_job(cfg: DictConfig) -> float | list[float] | TrialStop:
         sink = recorder.log_metrics if link is None else link.sink(recorder.log_metrics)
         # The figures are drawn by a worker process while the CSVs and the model are logged; the run
         # closes only once they are logged too, and a figure that cannot be drawn fails it.
-        result = run_experiment(plain, sink, out_dir, background=True)
+        result = run_experiment(plain, sink, out_dir, background=True, label=run_name(plain, multirun))
         recorder.log_artifacts(result.artifacts, out_dir)
         if plain.analysis.log_model:
             from lvsweep.tracking.runs import flatten

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from lvsweep.systems.simulate import Orbit
     from lvsweep.training.callbacks import MetricSink
 
+CYCLE_FIGURES = "lvsweep.analysis.cycle_figures"  # the module of the PRC figures
 # torch, Lightning, SciPy's statistics and matplotlib are imported where they are used: a job that
 # has its figures drawn by the figure workers (`lvsweep.analysis.plotting`) starts them before it
 # imports torch, so that they import and warm up side by side with it.
@@ -104,8 +105,12 @@ def fit_observed(cfg: Any, seeds: list[int], sink: MetricSink, out_dir: Path) ->
     return Observed(fitted, orbit, TrajectoryData(orbit.t, x, noisy, noisy.copy()), metrics, artifacts)
 
 
-def run_experiment(cfg: Any, sink: MetricSink, out_dir: Path, background: bool = False) -> RunResult:
+def run_experiment(cfg: Any, sink: MetricSink, out_dir: Path, background: bool = False, label: str = "run") -> RunResult:
     """The experiment of `cfg`, its metrics sent to `sink` as they come, its files in `out_dir`.
+
+    `label`: the run's short name (its name in the store, e.g. `noise.level=2`), which every figure
+    carries in its caption with the system, model, data and seed, so that a figure opened on its
+    own says which run it shows.
 
     `background`: the figures are drawn by the figure workers while the caller goes on (it logs the
     CSVs and the model meanwhile) and are in the result's `artifacts` once `wait_figures()` has
@@ -183,12 +188,13 @@ def run_experiment(cfg: Any, sink: MetricSink, out_dir: Path, background: bool =
 
     out_dir.mkdir(parents=True, exist_ok=True)
     artifacts = [*(observed.artifacts if observed is not None else [])]
+    caption_text = figure_caption(cfg, label)
     if cfg.analysis.figures:
         from lvsweep.analysis.figures import figure_calls
 
         artifacts += draw(drawing, figure_calls(out_dir, system, data.t, data.clean, data.replicates_train()[0],
                                                 attention, profile.values, profile.kind, metrics, pert, p.epsilon,
-                                                heads))
+                                                heads, caption_text))
     artifacts += [
         write_attention_csv(out_dir / "attention.csv", system.state_names, data.t, data.clean,
                             data.replicates_train()[0], replicate_attention, profile.values),
@@ -196,18 +202,27 @@ def run_experiment(cfg: Any, sink: MetricSink, out_dir: Path, background: bool =
                              profile.values, model, datamodule.val_batch),
     ]
     if cfg.analysis.prc:
-        prc_metrics, prc_artifacts = phase_response_analysis(cfg, system, orbit, attention, out_dir, drawing)
+        prc_metrics, prc_artifacts = phase_response_analysis(cfg, system, orbit, attention, out_dir, drawing,
+                                                             caption_text)
         sink(prc_metrics, model.epochs_done)
         metrics.update(prc_metrics)
         artifacts += prc_artifacts
     if cfg.analysis.lightprc:
         light_metrics, light_artifacts = light_prc_analysis(cfg, system, orbit, replicate_attention, init_attention,
-                                                            data.replicates_train(), out_dir, drawing)
+                                                            data.replicates_train(), out_dir, drawing, caption_text)
         sink(light_metrics, model.epochs_done)
         metrics.update(light_metrics)
         artifacts += light_artifacts
     return RunResult(metrics, artifacts, tags={"lvsweep.sensitivity": profile.kind}, model=model.cpu(),
                      model_input=noisy_train.numpy(), drawing=drawing)
+
+
+def figure_caption(cfg: Any, label: str) -> str:
+    """The line every figure of the run carries (`lvsweep.analysis.captions`)."""
+    from lvsweep.analysis.captions import data_text, run_caption
+
+    data = data_text(str(cfg.data.source), str(cfg.noise.kind), float(cfg.noise.level))
+    return run_caption(str(cfg.system.name), str(cfg.model.name), data, int(cfg.seed), label)
 
 
 def draw(drawing: Optional[Drawing], calls: list[FigureCall]) -> list[Path]:
@@ -236,9 +251,10 @@ def weighting_metrics(cfg: Any, system: DynamicalSystem, orbit: Orbit, data: Tra
 
 
 def phase_response_analysis(cfg: Any, system: DynamicalSystem, orbit: Orbit, attention: np.ndarray,
-                            out_dir: Path, drawing: Optional[Drawing] = None) -> tuple[dict[str, float], list[Path]]:
+                            out_dir: Path, drawing: Optional[Drawing] = None,
+                            caption_text: str = "") -> tuple[dict[str, float], list[Path]]:
     """The oscillator's PRC, its alignment with attention, and its CSV and figure (handed to
-    `drawing` when there is one)."""
+    `drawing` when there is one, captioned with `caption_text`)."""
     from lvsweep.analysis.prc import phase_response, prc_alignment, state_index, write_prc_csv
     from lvsweep.systems.simulate import Solver
 
@@ -252,13 +268,14 @@ def phase_response_analysis(cfg: Any, system: DynamicalSystem, orbit: Orbit, att
 
         artifacts += draw(drawing, [FigureCall("phase_response", out_dir / "figures" / "prc.png",
                                                (response, system.state_names, orbit.t, attention,
-                                                metrics[PRC_SPEARMAN]))])
+                                                metrics[PRC_SPEARMAN]), {"caption_text": caption_text},
+                                               module=CYCLE_FIGURES)])
     return metrics, artifacts
 
 
 def light_prc_analysis(cfg: Any, system: DynamicalSystem, orbit: Orbit, attention: np.ndarray,
                        init_attention: np.ndarray, noisy: np.ndarray, out_dir: Path,
-                       drawing: Optional[Drawing] = None) -> tuple[dict[str, float], list[Path]]:
+                       drawing: Optional[Drawing] = None, caption_text: str = "") -> tuple[dict[str, float], list[Path]]:
     """The light PRC of a circadian pacemaker (the protocol of Khalsa et al. 2003, from the system's
     start), its features and their differences from the measured curve's, attention's alignment
     with |light PRC| along the orbit with its controls; lightprc.csv and figures/lightprc.png."""
@@ -274,7 +291,7 @@ def light_prc_analysis(cfg: Any, system: DynamicalSystem, orbit: Orbit, attentio
         phase, _ = orbit_phase(system, orbit.t, orbit.x)
         artifacts += draw(drawing, [FigureCall("light_phase_response", out_dir / "figures" / "lightprc.png",
                                                (prc, measured(), system.name, phase, attention.mean(axis=0),
-                                                dict(metrics)))])
+                                                dict(metrics)), {"caption_text": caption_text}, module=CYCLE_FIGURES)])
     return metrics, artifacts
 
 

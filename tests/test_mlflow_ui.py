@@ -66,8 +66,9 @@ def sweep(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any, list[Any
 
 @pytest.mark.slow  # shares the browser test's sweep and report (~30 s)
 def test_the_sweep_is_recorded_for_the_ui(sweep: tuple[Path, Any, list[Any], Any]) -> None:
-    """No browser needed: the experiment kind, the swept-param tag and metric, root-level figures
-    and the self-contained HTML report are in the store."""
+    """No browser needed: the experiment kind, the swept-param tag and metric, figures under
+    figures/ only (no root-level copies), the parent's sweep overview and the self-contained HTML
+    report are in the store."""
     _, client, children, parent = sweep
     exp = client.get_experiment(children[0].info.experiment_id)
     assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
@@ -77,9 +78,10 @@ def test_the_sweep_is_recorded_for_the_ui(sweep: tuple[Path, Any, list[Any], Any
         assert child.data.metrics["swept/noise.level"] == level
         assert child.data.params["noise.level"] in ("0", "0.0", "1", "1.0")  # the record stays as it was
         files = {a.path for a in client.list_artifacts(child.info.run_id)}
-        assert {"timeseries.png", "figures"} <= files
+        assert "figures" in files and not any(f.endswith(".png") for f in files), files
         assert "figures/timeseries.png" in {a.path for a in client.list_artifacts(child.info.run_id, "figures")}
     assert parent.data.tags["lvsweep.swept"] == "noise.level"
+    assert "sweep_overview.png" in {a.path for a in client.list_artifacts(parent.info.run_id)}
     page = Path(client.download_artifacts(parent.info.run_id, "report/report.html", tempfile.mkdtemp()))
     html = page.read_text()
     assert "data:image/png;base64," in html and "<table>" in html and html.count("<tr>") == 3
@@ -187,8 +189,7 @@ def test_a_researcher_browses_the_sweep(server: MlflowServer, sweep: tuple[Path,
         assert float(row.locator(f"[col-id='{columns['noise.level']}']").inner_text()) == level
         assert float(row.locator(f"[col-id='{columns['align/spearman']}']").inner_text()) == pytest.approx(rho, abs=1e-9)
 
-    # 3. The compare page for the two children: their noise.level and align/spearman side by side, and a
-    # root-level figure of each.
+    # 3. The compare page for the two children: their noise.level and align/spearman side by side.
     page.goto(f"{server.url}/#/compare-runs?runs={quote(json.dumps(ids))}&experiments={quote(json.dumps([eid]))}&{ml}")
     page.get_by_text("Run details").wait_for()
     order = page.locator("tr").filter(has_text=re.compile(r"^Run ID:")).first.locator("th.data-value").all_inner_texts()
@@ -215,16 +216,14 @@ def test_a_researcher_browses_the_sweep(server: MlflowServer, sweep: tuple[Path,
     assert [float(t) for _, t in by_left] == pytest.approx(shown[1], abs=1e-3)  # shown to 3 decimals
     page.get_by_text("Metrics", exact=True).first.evaluate("e => e.scrollIntoView({block: 'center'})")
     page.screenshot(path=str(shots / "3a_compare_values.png"))
-    images: list[Any] = []
-    page.on("response", lambda r: images.append(r) if "get-artifact" in r.url and "path=timeseries.png" in r.url else None)
-    figure = page.get_by_text("timeseries.png", exact=True).first
-    figure.scroll_into_view_if_needed()
-    figure.click()
-    page.wait_for_function("n => new Set([...document.images].filter(i => i.src.startsWith('blob:') && i.complete"
-                           " && i.naturalWidth > 0).map(i => i.src)).size >= n", arg=2)
-    assert sorted((r.status, re.search(r"run_uuid=(\w+)", r.url).group(1)) for r in images) == sorted((200, i) for i in ids)
-    page.get_by_text("Artifacts", exact=True).first.evaluate("e => e.scrollIntoView({block: 'start'})")
-    page.screenshot(path=str(shots / "3b_compare_figures.png"))
+    # 3b. The sweep's figures compared in one image: the parent's sweep_overview.png (the compare page
+    # cannot show figures side by side at laptop size, so runs carry no root-level copies for it).
+    with page.expect_response(lambda r: "get-artifact" in r.url and "sweep_overview.png" in r.url
+                              and parent.info.run_id in r.url) as resp:
+        _fresh(page, f"{server.url}/#/experiments/{eid}/runs/{parent.info.run_id}/artifacts/sweep_overview.png?{ml}")
+    assert resp.value.status == 200
+    page.wait_for_function("() => [...document.images].some(i => i.src.startsWith('blob:') && i.complete && i.naturalWidth > 300)")
+    page.screenshot(path=str(shots / "3b_sweep_overview.png"))
 
     # 4. One run's figure under figures/, as its run page's artifact view shows it.
     with page.expect_response(lambda r: "get-artifact" in r.url and "figures%2Ftimeseries.png" in r.url

@@ -18,6 +18,7 @@ from hydra_plugins.lvsweep_optuna_sweeper._study import StudySweeper
 from hydra_plugins.lvsweep_optuna_sweeper._tracking import untrained_verdict
 from hydra_plugins.lvsweep_optuna_sweeper.lvsweep_optuna_sweeper import check_settings
 from lvsweep.errors import LvsweepError
+from lvsweep.tracking.overview import panels_of
 from lvsweep.tracking.report import write_report
 from helpers.cli import finish_cli, run_cli, start_cli
 from helpers.store import all_runs, client_for, live_trials, load_study, parents_and_children, wait_until
@@ -78,6 +79,10 @@ def test_pruned_timed_out_and_complete_trials_are_told_apart(tmp_path):
     assert ("lvsweep.verdict" in parent.data.tags) == (not learnt)
     assert parent.data.tags["optuna_n_pruned"] == "1" and parent.data.tags["optuna_n_failed"] == "1"
     assert parent.data.metrics["sweep/pruned"] == 1 and parent.data.metrics["sweep/failed"] == 1
+    # The overview: the complete trial drawn, the timed-out and pruned ones as panels without data.
+    assert "sweep_overview.png" in {a.path for a in client.list_artifacts(parent.info.run_id)}
+    panels = panels_of(client, [runs[0], runs[1], runs[2]], tmp_path / "panels")
+    assert [(p.status, p.drawn) for p in panels] == [("KILLED", False), ("FINISHED", True), ("PRUNED", False)]
     table = out[out.index("sweep parent run"):]
     assert re.search(r"trial_2 .* PRUNED ", table) and re.search(r"trial_0 .*KILLED", table)
     assert "browse with: mlflow ui" in table  # a study ends with its link, as a single run does

@@ -13,13 +13,12 @@ from matplotlib.colors import LogNorm
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
 
+from lvsweep.analysis.captions import caption
 from lvsweep.analysis.plotting import FigureCall, legend_outside, save, styled, subplots
 from lvsweep.metric_names import ALIGN_BASELINE_LINEAR, ALIGN_BASELINE_NORM, ALIGN_EXCESS, ALIGN_PEARSON, ALIGN_PVALUE, ALIGN_SPEARMAN, ALIGN_SPEARMAN_CI_HIGH, ALIGN_SPEARMAN_CI_LOW, ALIGN_SPEARMAN_INIT
 
 if TYPE_CHECKING:
     from lvsweep.analysis.perturbation import PerturbationResult
-    from lvsweep.analysis.lightprc import LightPRC
-    from lvsweep.analysis.prc import PhaseResponse
     from lvsweep.systems import DynamicalSystem
 
 HIGH, LOW = "tab:red", "tab:blue"
@@ -27,6 +26,10 @@ HIGH, LOW = "tab:red", "tab:blue"
 # in every run, so that the colours and axes of two runs of a sweep mean the same; values outside are
 # clipped to its ends.
 ATTENTION_RANGE = (1e-2, 1e2)
+# The one name of that quantity on every axis, colour bar and legend of every figure.
+ATTENTION = "T·a_t"
+ATTENTION_AXIS = f"attention relative to uniform, {ATTENTION}"
+RANGE_NOTE = f"log; {ATTENTION_RANGE[0]:g} to {ATTENTION_RANGE[1]:g} in every run, clipped"
 # The phase portrait's layout height, and the room below it for its legend (see `phase_portrait`);
 # SUPTITLE_Y is matplotlib's default height of a suptitle.
 PORTRAIT_HEIGHT, LEGEND_ROOM, SUPTITLE_Y = 4.8, 0.6, 0.98
@@ -57,18 +60,20 @@ def _has_noise(clean: np.ndarray, noisy: np.ndarray) -> bool:
 
 @styled
 def timeseries(path: Path, t: np.ndarray, clean: np.ndarray, noisy: np.ndarray, names: tuple[str, ...],
-               attention: np.ndarray, pert: PerturbationResult) -> Path:
-    """States over time (the noisy observations faint, when there is noise), the perturbation test's
-    kick times on a rug row of their own, and attention relative to uniform on the fixed log range.
+               attention: np.ndarray, pert: PerturbationResult, caption_text: str = "") -> Path:
+    """States over time (the noisy observations as dots behind the clean lines, when there is
+    noise), the perturbation test's kick times on a rug row of their own, and attention relative to
+    uniform on the fixed log range.
 
     The kick times are marked on a row shared by all states rather than on a curve: a marker on one
-    state's curve would suggest the attention belongs to that state."""
+    state's curve would suggest the attention belongs to that state. The dots are drawn large and
+    opaque enough to print, under the lines (zorder), so the orbit stays readable over them."""
     fig, (ax, ax_r, ax_a) = subplots(3, 1, figsize=(10, 6.2), sharex=True, height_ratios=[3, 0.45, 1.5])
     noise = _has_noise(clean, noisy)
     for i, name in enumerate(names):
-        line, = ax.plot(t, clean[:, i], lw=1.6, label=name)
+        line, = ax.plot(t, clean[:, i], lw=1.6, label=name, zorder=3)
         if noise:
-            ax.scatter(t, noisy[:, i], s=3, color=line.get_color(), alpha=0.18, lw=0)
+            ax.scatter(t, noisy[:, i], s=9, color=line.get_color(), alpha=0.55, lw=0, zorder=2)
     for idx, color in ((pert.high_idx, HIGH), (pert.low_idx, LOW)):
         for a in (ax, ax_a):
             for ti in t[idx]:
@@ -90,18 +95,20 @@ def timeseries(path: Path, t: np.ndarray, clean: np.ndarray, noisy: np.ndarray, 
     ax_a.axhline(1.0, color="0.5", lw=0.8, ls="--")
     ax_a.set_yscale("log")
     ax_a.set_ylim(*ATTENTION_RANGE)
-    ax_a.set_ylabel("T·attention\n(1 = uniform)")
-    ax_a.text(0.005, 0.97, f"log; fixed range {ATTENTION_RANGE[0]:g} to {ATTENTION_RANGE[1]:g}, clipped",
-              transform=ax_a.transAxes, ha="left", va="top", fontsize=8.5, color="0.35")
+    ax_a.set_ylabel(f"{ATTENTION}\n(1 = uniform)")
+    # The range note in the right margin, beside the panel, never over the attention spikes.
+    ax_a.text(1.01, 0.5, RANGE_NOTE.replace("; ", ";\n").replace(" in every", "\nin every"),
+              transform=ax_a.transAxes, ha="left", va="center", fontsize=8.5, color="0.35")
     ax_a.set_xlabel("t")
     fig.align_ylabels([ax, ax_r, ax_a])
+    caption(fig, caption_text)
     fig.tight_layout()
     return save(fig, path)
 
 
 @styled
 def phase_portrait(path: Path, system: DynamicalSystem, clean: np.ndarray, noisy: np.ndarray,
-                   attention: np.ndarray) -> Path:
+                   attention: np.ndarray, caption_text: str = "") -> Path:
     """The orbit coloured by attention relative to uniform in every pair of state variables, over
     level sets of V where the system has one.
 
@@ -139,13 +146,12 @@ def phase_portrait(path: Path, system: DynamicalSystem, clean: np.ndarray, noisy
         handles.append(Line2D([], [], color="0.35", lw=0.8))
         labels.append("level sets of V")
     cbar = fig.colorbar(sc, ax=axes[0].tolist(), extend="both", pad=0.02)
-    cbar.set_label(f"attention relative to uniform, T·a_t\n(log; fixed range {ATTENTION_RANGE[0]:g} to "
-                   f"{ATTENTION_RANGE[1]:g} in every run, clipped)")
+    cbar.set_label(f"{ATTENTION_AXIS}\n({RANGE_NOTE})")
     if handles:
         fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.45, lift(0.0)), ncol=len(handles),
                    frameon=False)
-    fig.suptitle("Phase portrait coloured by attention" + (", over level sets of V" if with_v else ""),
-                 y=lift(SUPTITLE_Y))
+    caption(fig, caption_text, "Phase portrait coloured by attention" + (", over level sets of V" if with_v else ""),
+            y=lift(SUPTITLE_Y))
     return save(fig, path)
 
 
@@ -167,47 +173,64 @@ def _lyapunov_contours(ax: Axes, system: DynamicalSystem, n: int = 240) -> None:
     ax.set_ylim(y0, y1)
 
 
-def _ranks(v: np.ndarray) -> np.ndarray:
+def ranks(v: np.ndarray) -> np.ndarray:
     """Ranks scaled to [0, 1] (ties share their mean rank), the scale Spearman's ρ correlates."""
     from scipy.stats import rankdata
 
     return (rankdata(v) - 1) / max(len(v) - 1, 1)
 
 
+RANK_X = "rank of the sensitivity (0 = lowest, 1 = highest)"
+RANK_Y = "rank of attention"
+
+
+def rank_scatter(ax: Axes, attention: np.ndarray, sensitivity: np.ndarray, size: float = 6) -> None:
+    """The key panel of a run: attention's rank against the sensitivity's at every step, on the
+    unit square (the same in `attention_vs_sensitivity.png` and in a sweep's overview)."""
+    ax.scatter(ranks(sensitivity), ranks(attention), s=size, alpha=0.5, color="tab:purple", lw=0)
+    ax.set_xlim(-0.02, 1.02)
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_aspect("equal")
+
+
 @styled
 def attention_vs_sensitivity(path: Path, t: np.ndarray, attention: np.ndarray, sensitivity: np.ndarray,
-                             metrics: dict[str, float], sensitivity_name: str) -> Path:
-    """Attention (relative to uniform, log) and the sensitivity over time, their scatter on rank
-    axes with r and ρ, and the model's ρ beside the controls (state norm, best linear score,
-    untrained model) with p and excess.
+                             metrics: dict[str, float], sensitivity_name: str, caption_text: str = "") -> Path:
+    """Attention (relative to uniform, log) and the sensitivity over time across the top; below,
+    their scatter on rank axes titled with Spearman's ρ, and the model's ρ beside the controls
+    (state norm, best linear score, untrained model) with p and excess.
 
     The scatter uses ranks because softmax attention piles almost every step onto ≈ 0: on value
     axes the cloud is a line along the bottom, while ranks spread it out and are exactly what
-    Spearman's ρ correlates."""
+    Spearman's ρ correlates (Pearson's r, computed on the raw values, is named as such). Two rows
+    keep the file near 4:3, so that MLflow's artifact viewer shows its text at a readable size."""
     label = measure_name(sensitivity_name)
-    fig, (ax_t, ax_s, ax_c) = subplots(1, 3, figsize=(17, 4.6), width_ratios=[2.2, 1, 1])
+    fig, axes = subplots(2, 2, figsize=(10, 7.8), height_ratios=[1, 1.25])
+    gs = axes[0, 0].get_gridspec()
+    for ax in axes[0]:
+        ax.remove()
+    ax_t = fig.add_subplot(gs[0, :])
+    ax_s, ax_c = axes[1]
     ax_t.plot(t, relative_attention(attention), color="black", lw=1.2)
     ax_t.set_yscale("log")
     ax_t.set_ylim(*ATTENTION_RANGE)
-    ax_t.set_ylabel("attention relative to uniform, T·a_t")
+    ax_t.set_ylabel(f"{ATTENTION} (log)")
     ax_t.set_xlabel("t")
     ax_v = ax_t.twinx()
     ax_v.plot(t, sensitivity, color="tab:orange", lw=1.3)
     ax_v.set_ylabel(label, color="tab:orange")
     ax_v.tick_params(axis="y", colors="tab:orange")
-    handles = [Line2D([], [], color="black", lw=1.2, label="attention (left, log)"),
+    handles = [Line2D([], [], color="black", lw=1.2, label=f"{ATTENTION_AXIS} (left, log)"),
                Line2D([], [], color="tab:orange", lw=1.3, label=f"{label} (right)")]
     ax_t.legend(handles=handles, loc="lower left", bbox_to_anchor=(0.0, 1.01), ncol=2, borderaxespad=0.0,
                 frameon=False)
-    ax_s.scatter(_ranks(sensitivity), _ranks(attention), s=5, alpha=0.5, color="tab:purple", lw=0)
-    ax_s.set_xlabel("rank of the sensitivity (0 = lowest, 1 = highest)")
-    ax_s.set_ylabel("rank of attention")
-    ax_s.set_xlim(-0.02, 1.02)
-    ax_s.set_ylim(-0.02, 1.02)
-    ax_s.set_title(f"Rank scatter: Pearson r = {metrics[ALIGN_PEARSON]:+.3f}   "
-                   f"Spearman ρ = {metrics[ALIGN_SPEARMAN]:+.3f}")
+    rank_scatter(ax_s, attention, sensitivity)
+    ax_s.set_xlabel(RANK_X)
+    ax_s.set_ylabel(RANK_Y)
+    ax_s.set_title(f"Ranks: Spearman ρ = {metrics[ALIGN_SPEARMAN]:+.3f}\n"
+                   f"(Pearson r on the raw values = {metrics[ALIGN_PEARSON]:+.3f})")
     _controls_panel(ax_c, metrics)
-    fig.suptitle(f"Attention against the sensitivity along the orbit ({label})")
+    caption(fig, caption_text, f"Attention against the sensitivity along the orbit ({label})")
     fig.tight_layout()
     return save(fig, path)
 
@@ -229,26 +252,28 @@ def _controls_panel(ax: Axes, m: dict[str, float]) -> None:
     ax.set_yticks(y, labels)
     ax.set_xlim(-1, 1)
     ax.set_xlabel(f"Spearman ρ with the sensitivity\n({note})")
-    ax.set_title(f"Controls: excess {m[ALIGN_EXCESS]:+.3f}   circular-shift p = {m[ALIGN_PVALUE]:.3f}")
+    ax.set_title(f"Controls: excess {m[ALIGN_EXCESS]:+.3f}\ncircular-shift p = {m[ALIGN_PVALUE]:.3f}")
 
 
 @styled
 def perturbation(path: Path, pert: PerturbationResult, epsilon: float, states: np.ndarray | None = None,
-                 names: tuple[str, ...] = ()) -> Path:
+                 names: tuple[str, ...] = (), caption_text: str = "") -> Path:
     """Separation between kicked and unkicked orbits after kicks at high- and low-attention places
     (log axis: separations grow multiplicatively), with the geometric means over the horizon whose
-    ratio is `perturb/low_over_high`; beside it, where on the orbit the kicks were made."""
+    ratio is `perturb/low_over_high`; beside it, where on the orbit the kicks were made.
+
+    Each legend is kept narrower than its panel: a legend wider than its axes makes `tight_layout`
+    push the panels apart, leaving an empty band between them."""
     with_orbit = states is not None and states.shape[1] >= 2
     fig, axes = subplots(1, 2 if with_orbit else 1, figsize=(12 if with_orbit else 8, 4.4), squeeze=False,
                           width_ratios=[1.7, 1] if with_orbit else None)
     ax = axes[0, 0]
-    for dev, color, label in ((pert.deviation_high, HIGH, "kicks at highest attention"),
-                              (pert.deviation_low, LOW, "kicks at lowest attention")):
+    for dev, color, label in ((pert.deviation_high, HIGH, "high"), (pert.deviation_low, LOW, "low")):
         ax.plot(pert.t, dev.T, color=color, alpha=0.25, lw=0.8)
         gmean = np.exp(np.log(dev).mean(axis=0))
-        ax.plot(pert.t, gmean, color=color, lw=2.2, label=f"{label}: geometric mean of {len(dev)}")
+        ax.plot(pert.t, gmean, color=color, lw=2.2, label=f"{len(dev)} {label}-attention kicks: geometric mean")
         level = float(np.exp(np.log(dev[:, 1:]).mean()))
-        ax.axhline(level, color=color, lw=1.0, ls="--", label=f"  geometric mean over the horizon: {level:.3g}")
+        ax.axhline(level, color=color, lw=1.0, ls="--", label=f"  over the horizon: {level:.3g}")
     ax.set_yscale("log")
     ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
     ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
@@ -268,14 +293,19 @@ def perturbation(path: Path, pert: PerturbationResult, epsilon: float, states: n
         ax_o.set_xlabel(names[0] if names else "state 0")
         ax_o.set_ylabel(names[1] if len(names) > 1 else "state 1")
         ax_o.set_title(f"Where the kicks were made\n(pairwise ≥ {pert.min_separation:.3g} apart, range-scaled)")
-        ax_o.legend(loc="upper left", bbox_to_anchor=(0.0, -0.16), ncol=2, frameon=False)
-    fig.tight_layout()
+        ax_o.legend(loc="upper left", bbox_to_anchor=(0.0, -0.16), ncol=1, frameon=False)
+    caption(fig, caption_text)
+    # Laid out once by the constrained engine, which spaces unequal columns by what each needs
+    # (tight_layout gives them one common gap, the widest: a band of empty space between them).
+    fig.set_layout_engine("constrained")
+    fig.get_layout_engine().execute(fig)
+    fig.set_layout_engine("none")
     return save(fig, path)
 
 
 @styled
 def attention_heads(path: Path, t: np.ndarray, head_attention: np.ndarray, sensitivity: np.ndarray,
-                    metrics: dict[str, float], sensitivity_name: str) -> Path:
+                    metrics: dict[str, float], sensitivity_name: str, caption_text: str = "") -> Path:
     """One panel per head: its per-step attention against the sensitivity, with the head's ρ.
 
     Heads can specialise (one tracking the flat stretches, another the steep ones), which the
@@ -286,101 +316,38 @@ def attention_heads(path: Path, t: np.ndarray, head_attention: np.ndarray, sensi
     fig, axes = subplots(n, 1, figsize=(10, 1.9 * n + 0.8), sharex=True, squeeze=False)
     for h, ax in enumerate(axes[:, 0]):
         ax.plot(t, _minmax(sensitivity), color="tab:orange", lw=1.1, label=f"{label} (min-max normalised)")
-        ax.plot(t, _minmax(head_attention[h]), color="black", lw=1.0, label="attention (min-max normalised)")
+        ax.plot(t, _minmax(head_attention[h]), color="black", lw=1.0, label=f"head's {ATTENTION} (min-max normalised)")
         rho = metrics.get(f"align/spearman_head{h}", np.nan)
         r = metrics.get(f"align/pearson_head{h}", np.nan)
         ax.set_ylabel(f"head {h}")
-        ax.set_title(f"head {h}: Pearson r = {r:+.3f}   Spearman ρ = {rho:+.3f}")
+        ax.set_title(f"head {h}: Spearman ρ = {rho:+.3f}   (Pearson r on the raw values = {r:+.3f})")
     legend_outside(axes[0, 0])
     axes[-1, 0].set_xlabel("t")
-    fig.tight_layout()
-    return save(fig, path)
-
-
-@styled
-def phase_response(path: Path, response: PhaseResponse, names: tuple[str, ...], t: np.ndarray,
-                   attention: np.ndarray, spearman_rho: float) -> Path:
-    """The PRC over one cycle, and attention against phase: does attention peak where |PRC| does?"""
-    fig, (ax_p, ax_a) = subplots(2, 1, figsize=(9, 6), sharex=True)
-    order = np.argsort(response.phase)
-    phase, shift = response.phase[order], response.shift[order]
-    ax_p.axhline(0, color="0.6", lw=0.8)
-    ax_p.plot(phase, shift, color="tab:green", lw=1.6, label="phase shift (advance > 0)")
-    ax_p.plot(phase, np.abs(shift), color="tab:green", lw=1.0, ls="--", label="|PRC|")
-    ax_p.set_ylabel("phase shift (cycles)")
-    ax_p.set_title(f"Phase response to a kick of {response.epsilon:.3g} in {names[response.state]} "
-                   f"(period {response.period:.3g})")
-    legend_outside(ax_p)
-    ax_a.scatter(response.phase_of(t), relative_attention(attention), s=5, color="black", alpha=0.5, lw=0)
-    ax_a.set_yscale("log")
-    ax_a.set_ylim(*ATTENTION_RANGE)
-    ax_a.set_ylabel("attention relative\nto uniform, T·a_t")
-    ax_a.set_xlabel("phase (cycles; 0 = upward crossing of the section)")
-    ax_a.set_title(f"Attention by phase: Spearman ρ(attention, |PRC|) = {spearman_rho:+.3f}")
-    fig.tight_layout()
-    return save(fig, path)
-
-
-@styled
-def light_phase_response(path: Path, prc: LightPRC, reference: dict, system_name: str, phase: np.ndarray,
-                         attention: np.ndarray, metrics: dict[str, float]) -> Path:
-    """The model's light PRC over the measured curve's features (Khalsa et al. 2003), and attention by
-    phase beside |light PRC|: does attention mark the phases where light moves the clock most?"""
-    from lvsweep.metric_names import LIGHTPRC_EXCESS, LIGHTPRC_PEAK_TO_TROUGH, LIGHTPRC_PVALUE, LIGHTPRC_SPEARMAN
-
-    ref = reference["features"]
-    fig, (ax_p, ax_a) = subplots(2, 1, figsize=(9, 6.5), sharex=True)
-    ax_p.axhline(0, color="0.6", lw=0.8)
-    ax_p.axvline(ref["crossover_h"], color="0.3", lw=1.0, ls=":", label="measured critical phase (CBT minimum)")
-    ax_p.axhline(ref["drift_h"], color="tab:purple", lw=1.0, ls=":", label=f"measured drift ({ref['drift_h']:+.2f} h)")
-    ax_p.plot(prc.phase, prc.shift, color="tab:orange", lw=1.8, marker="o", ms=3,
-              label=f"{system_name}: {prc.protocol.pulse_hours:g} h pulse of {prc.protocol.pulse_lux:g} lx")
-    ax_p.plot(prc.phase, prc.control, color="tab:purple", lw=1.0, label=f"{system_name} without the pulse (drift)")
-    # The measured peak-to-trough amplitude as a bar from the model's trough: the paper gives the
-    # amplitude, not where the fitted peaks lie.
-    low = float(prc.shift.min())
-    x_bar = float(prc.phase[np.argmax(prc.shift)])
-    ax_p.errorbar([x_bar], [low + ref["peak_to_trough_h"] / 2], yerr=[ref["peak_to_trough_h"] / 2], color="black",
-                  capsize=5, lw=1.2, label=f"measured peak-to-trough {ref['peak_to_trough_h']:.2f} h "
-                                             f"(model {metrics[LIGHTPRC_PEAK_TO_TROUGH]:.2f} h)")
-    ax_p.set_ylabel("phase shift (h, advance > 0)")
-    ax_p.set_title("Light phase response, protocol of Khalsa et al. 2003")
-    legend_outside(ax_p)
-    # Clipped into the fixed range, so a phase where attention is nearly zero shows on the floor
-    # instead of vanishing below the axis.
-    ax_a.scatter(phase, np.clip(relative_attention(attention), *ATTENTION_RANGE), s=5, color="black", alpha=0.5,
-                 lw=0, label="attention")
-    ax_a.set_yscale("log")
-    ax_a.set_ylim(ATTENTION_RANGE[0] / 1.3, ATTENTION_RANGE[1] * 1.3)
-    ax_a.set_ylabel("attention relative to\nuniform, T·a_t (clipped)")
-    twin = ax_a.twinx()
-    order = np.argsort(prc.phase)
-    twin.plot(prc.phase[order], np.abs(prc.shift[order]), color="tab:orange", lw=1.2, ls="--")
-    twin.set_ylabel("|light PRC| (h)", color="tab:orange")
-    ax_a.set_xlabel("phase (h from the CBT minimum)")
-    ax_a.set_xlim(-12, 12)
-    ax_a.set_title(f"Attention by phase: Spearman ρ with |light PRC| {metrics[LIGHTPRC_SPEARMAN]:+.3f}, "
-                   f"excess {metrics[LIGHTPRC_EXCESS]:+.3f}, p = {metrics[LIGHTPRC_PVALUE]:.3g}")
+    caption(fig, caption_text)
     fig.tight_layout()
     return save(fig, path)
 
 
 def figure_calls(out_dir: Path, system: DynamicalSystem, t: np.ndarray, clean: np.ndarray, noisy: np.ndarray,
                  attention: np.ndarray, sensitivity: np.ndarray, sensitivity_name: str, metrics: dict[str, float],
-                 pert: PerturbationResult, epsilon: float, head_attention: np.ndarray | None = None) -> list[FigureCall]:
+                 pert: PerturbationResult, epsilon: float, head_attention: np.ndarray | None = None,
+                 caption_text: str = "") -> list[FigureCall]:
     """Every figure of a run, as calls to draw in this process (`plotting.draw_inline`) or in the
-    figure workers; `attention_heads.png` only for models that report per-head attention."""
+    figure workers, each captioned with `caption_text` (`captions.run_caption`);
+    `attention_heads.png` only for models that report per-head attention."""
     fig_dir = out_dir / "figures"
+    named = {"caption_text": caption_text}
     calls = [
-        FigureCall("timeseries", fig_dir / "timeseries.png", (t, clean, noisy, system.state_names, attention, pert)),
-        FigureCall("phase_portrait", fig_dir / "phase_portrait.png", (system, clean, noisy, attention)),
+        FigureCall("timeseries", fig_dir / "timeseries.png", (t, clean, noisy, system.state_names, attention, pert),
+                   named),
+        FigureCall("phase_portrait", fig_dir / "phase_portrait.png", (system, clean, noisy, attention), named),
         FigureCall("attention_vs_sensitivity", fig_dir / "attention_vs_sensitivity.png",
-                   (t, attention, sensitivity, dict(metrics), sensitivity_name)),
-        FigureCall("perturbation", fig_dir / "perturbation.png", (pert, epsilon, clean, system.state_names)),
+                   (t, attention, sensitivity, dict(metrics), sensitivity_name), named),
+        FigureCall("perturbation", fig_dir / "perturbation.png", (pert, epsilon, clean, system.state_names), named),
     ]
     if head_attention is not None:
         calls.append(FigureCall("attention_heads", fig_dir / "attention_heads.png",
-                                (t, head_attention, sensitivity, dict(metrics), sensitivity_name)))
+                                (t, head_attention, sensitivity, dict(metrics), sensitivity_name), named))
     return calls
 
 

@@ -83,13 +83,15 @@ def save(fig: Figure, path: Path) -> Path:
 
     path.parent.mkdir(parents=True, exist_ok=True)
     png = {"compress_level": PNG_COMPRESSION}
+    title = fig.get_suptitle()
+    meta = {"Title": " ".join(title.split())} if title else None  # which run it shows (`captions`)
     canvas = fig.canvas if isinstance(fig.canvas, FigureCanvasAgg) else FigureCanvasAgg(fig)
     dpi = fig.dpi
     tight = fig.get_tightbbox(canvas.get_renderer())
     width, height = fig.get_size_inches()
     slack = 0.5 / dpi
     if tight.x0 < -slack or tight.y0 < -slack or tight.x1 > width + slack or tight.y1 > height + slack:
-        fig.savefig(path, dpi=DPI, bbox_inches="tight", pil_kwargs=png)
+        fig.savefig(path, dpi=DPI, bbox_inches="tight", pil_kwargs=png, metadata=meta)
         return path
     canvas.draw()
     drawn = np.asarray(canvas.buffer_rgba())
@@ -102,7 +104,7 @@ def save(fig: Figure, path: Path) -> Path:
     rows, cols = drawn.shape[:2]
     top, bottom, left, right = max(r0, 0), min(r1, rows), max(c0, 0), min(c1, cols)
     out[top - r0:bottom - r0, left - c0:right - c0] = drawn[top:bottom, left:right]
-    imsave(path, out, format="png", dpi=dpi, pil_kwargs=png)
+    imsave(path, out, format="png", dpi=dpi, pil_kwargs=png, metadata=meta)
     return path
 
 
@@ -117,9 +119,9 @@ def save(fig: Figure, path: Path) -> Path:
 # a job interrupted while it waits kills and reaps its workers, and a job process that exits
 # closes and reaps them (killing those still drawing), so none is left behind.
 
-FIGURE_MODULES = ("lvsweep.analysis.figures",)  # what the worker may be asked to run
+FIGURE_MODULES = ("lvsweep.analysis.figures", "lvsweep.analysis.cycle_figures")  # what the worker may be asked to run
 _HEADER = struct.Struct(">Q")
-_WARM = ("lvsweep.analysis.figures", "lvsweep.analysis.perturbation", "lvsweep.analysis.prc", "lvsweep.systems")
+_WARM = ("lvsweep.analysis.figures", "lvsweep.analysis.cycle_figures", "lvsweep.analysis.perturbation", "lvsweep.analysis.prc", "lvsweep.systems")
 
 
 class FigureError(RuntimeError):

@@ -43,8 +43,6 @@ _LOST_CHECKED: set[tuple[str, str]] = set()  # (store, experiment) already check
 # MLflow 3's UI opens an experiment without this tag in its GenAI view (traces, an assistant);
 # this kind opens the training runs table, which is what every lvsweep experiment holds.
 EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
-# The compare-runs page lists only a run's root-level artifacts: figures are logged there too.
-COMPARABLE_DIRS = ("figures",)
 SQLITE_HEADER = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite database file
 STORE_TABLES = {"alembic_version", "experiments", "runs", "metrics", "params", "tags"}  # a whole store has these
 
@@ -339,13 +337,12 @@ class RunRecorder:
         self._last_flush = time.monotonic()
 
     def log_artifacts(self, paths: Iterable[Path], root: Path) -> None:
-        """Each file at its path under `root`; a PNG under `figures/` also at the root under its own
-        name, because MLflow's compare-runs page offers only root-level artifacts side by side."""
+        """Each file at its path under `root`, once. (Figures are not copied to the artifact root for
+        MLflow's compare-runs page, which cannot show a sweep's figures at laptop size: a sweep is
+        compared in its parent's `sweep_overview.png`, `lvsweep.tracking.overview`.)"""
         for path in paths:
             sub = path.parent.relative_to(root).as_posix()
             store_write(self.client.log_artifact, self.run_id, str(path), artifact_path=None if sub == "." else sub)
-            if sub in COMPARABLE_DIRS and path.suffix == ".png":
-                store_write(self.client.log_artifact, self.run_id, str(path))
 
     def log_model(self, model: Any, model_input: Any, params: Optional[Mapping[str, Any]] = None) -> None:
         """The trained model as the run's `model` (see `log_model`); nothing when there is none."""

@@ -18,6 +18,7 @@ from omegaconf import DictConfig
 
 from lvsweep.cli import register_resolvers
 from lvsweep.errors import LvsweepError
+from lvsweep.tracking.overview import log_sweep_overview
 from lvsweep.metric_names import BEST, ALIGN_ANTICORRELATION, ALIGN_EXCESS, ALIGN_PEARSON, ALIGN_PVALUE, ALIGN_SPEARMAN, ALIGN_TRAINING_GAIN, PERTURB_LOW_OVER_HIGH, VAL_LOSS, VAL_NOISY_MSE, VAL_R2
 
 if TYPE_CHECKING:
@@ -103,6 +104,7 @@ class MlflowSweepCallback(Callback):
         if finite and BEST + ALIGN_ANTICORRELATION not in self.parent.client.get_run(self.parent.run_id).data.metrics:
             summary[BEST + ALIGN_ANTICORRELATION] = max(finite)
         self.parent.log_metrics(summary, 0)
+        log_sweep_overview(self.parent.client, self.parent.run_id, children)  # never raises: a warning at most
         self.parent.finish(status="FINISHED" if len(failed) < len(children) or not children else "FAILED")
         os.environ.pop(PARENT_RUN_ENV, None)
         ACTIVE.clear()
