@@ -21,8 +21,12 @@ HANG_S = 600.0  # a limit against true hangs only; nothing is expected to come n
 
 
 def cli_env(**extra: str) -> dict[str, str]:
-    """This process's environment without tracking settings that would leak into the run."""
-    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "LVSWEEP_PARENT_RUN_ID")}
+    """This process's environment without tracking settings that would leak into the run, nor the
+    command line an entry function called in this process marked (a command records its own)."""
+    from lvsweep.tracking.provenance import COMMAND_ENV
+
+    leaks = ("MLFLOW_TRACKING_URI", "LVSWEEP_PARENT_RUN_ID", COMMAND_ENV)
+    env = {k: v for k, v in os.environ.items() if k not in leaks}
     return {**env, **extra}
 
 
