@@ -9,6 +9,7 @@ storage hold, so bad input is refused with nothing recorded.
 """
 from __future__ import annotations
 
+import copy
 import math
 import os
 from typing import TYPE_CHECKING, Any, Optional, Sequence
@@ -223,7 +224,7 @@ def check_swept_values(config: DictConfig) -> None:
             plain_value = (override.package is None and not (override.is_add() or override.is_delete())
                            and not repository.group_exists(override.key_or_group))
             if plain_value:
-                apply_value(job.copy(), override)
+                apply_value(copy.deepcopy(job), override)  # a shallow copy shares nested nodes
             else:  # a config group's option, or an edit of the config's keys: composed whole
                 compose_job(config, [*first[:i], value, *first[i + 1:]], validated=False)
 
