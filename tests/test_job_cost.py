@@ -309,3 +309,31 @@ print(Path(client.download_artifacts(run, "model/requirements.txt", str(tmp))).r
 
     assert scanned == "True"
     assert requirements == str([f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}"])
+
+
+def test_a_figure_worker_starts_without_scipy_hydra_or_torch():
+    """A worker's start (the imports and the warm-up drawing it does while its job trains) loads
+    matplotlib and the figure modules only: two workers start per job process, and every module
+    more is paid twice, on the cores the job imports and trains on."""
+    code = ("import sys\nfrom lvsweep.analysis.plotting import _warm_up\n_warm_up()\n"
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'scipy', 'hydra', 'omegaconf', 'torch', 'mlflow'}))")
+    proc = subprocess.run([sys.executable, "-c", code], env=cli_env(), capture_output=True, text=True, timeout=HANG_S)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip().splitlines()[-1] == "[]"
+
+
+@pytest.mark.parametrize("values", [[3.0, 1.0, 2.0], [1.0, 1.0, 1.0], [0.5], [2.0, 1.0, 2.0, 1.0, 0.0, 2.0],
+                                    "random", "random ties"])
+def test_the_figures_rank_scale_is_scipys_mean_rank(values):
+    """The rank scatter's ranks, counted without SciPy, are `scipy.stats.rankdata`'s (ties share
+    their mean rank), scaled to [0, 1]."""
+    import numpy as np
+    from scipy.stats import rankdata
+
+    from lvsweep.analysis.figures import ranks
+
+    rng = np.random.default_rng(3)
+    v = {"random": rng.normal(size=1000), "random ties": rng.integers(0, 7, size=1000).astype(float)}.get(
+        values, values) if isinstance(values, str) else np.asarray(values)
+    expected = (rankdata(v) - 1) / max(len(v) - 1, 1)
+    assert np.array_equal(ranks(v), expected)

@@ -23,12 +23,15 @@ Two choices keep the statistic from measuring an accident of the orbit rather th
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Optional
 
 import numpy as np
 
 from lvsweep.errors import LvsweepError
-from lvsweep.systems.simulate import DEFAULT_SOLVER, Orbit, Solver, integrate
-from lvsweep.systems import DynamicalSystem
+
+if TYPE_CHECKING:  # the figure worker unpickles results of this module without SciPy's solvers
+    from lvsweep.systems import DynamicalSystem
+    from lvsweep.systems.simulate import Orbit, Solver
 
 # Kicks closer than this in the range-scaled state space (each state divided by its range along the
 # orbit, so a box of side 1) count as the same place. 0.05 leaves room for about 20 distinct places
@@ -103,8 +106,11 @@ def _greedy(scaled: np.ndarray, pool: np.ndarray, k: int, sep: float) -> np.ndar
 def perturbation_test(system: DynamicalSystem, orbit: Orbit, normals: np.ndarray, attention: np.ndarray,
                       k: int, epsilon: float, horizon: float, rtol: float, atol: float,
                       n_points: int = 101, min_separation: float = MIN_SEPARATION,
-                      solver: Solver = DEFAULT_SOLVER) -> PerturbationResult:
-    """Kick the clean orbit at k high- and k low-attention places and integrate beside the twins."""
+                      solver: Optional[Solver] = None) -> PerturbationResult:
+    """Kick the clean orbit at k high- and k low-attention places and integrate beside the twins
+    (with `solver`, the orbit's method and bounds; SciPy's defaults without one)."""
+    from lvsweep.systems.simulate import DEFAULT_SOLVER, integrate
+
     high, low, sep = distinct_extremes(orbit.x, attention, k, min_separation)
     idx = np.concatenate([high, low])
     base = orbit.x[idx]
@@ -113,6 +119,6 @@ def perturbation_test(system: DynamicalSystem, orbit: Orbit, normals: np.ndarray
     if problem:
         raise LvsweepError("analysis.perturb.epsilon", f"a kick of {epsilon:g} leaves the state space ({problem})")
     t = np.linspace(0.0, horizon, n_points)
-    paths = integrate(system, np.concatenate([base, kicked]), t, rtol, atol, solver)
+    paths = integrate(system, np.concatenate([base, kicked]), t, rtol, atol, DEFAULT_SOLVER if solver is None else solver)
     deviation = np.linalg.norm(paths[len(idx):] - paths[: len(idx)], axis=-1)
     return PerturbationResult(high, low, t, deviation[:k], deviation[k:], sep)

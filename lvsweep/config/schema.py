@@ -14,6 +14,7 @@ from typing import Any, Dict, List, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 from lvsweep.metric_names import ALIGN_ANTICORRELATION
+from lvsweep.systems.base import Sensitivity
 
 class NoiseKind(str, Enum):
     gaussian = "gaussian"
@@ -38,12 +39,6 @@ ODE_METHODS = ("DOP853", "Radau", "LSODA", "BDF")
 TOLERANCE = 1e-12
 MAX_STEPS = 1_000_000
 MAX_SECONDS = 120.0
-
-
-class Sensitivity(str, Enum):
-    auto = "auto"  # lyapunov_normal where the system has V, else ftle
-    lyapunov_normal = "lyapunov_normal"
-    ftle = "ftle"
 
 
 # Values of trainer.accelerator: Lightning's names for the CPU, its own choice, and CUDA GPUs.

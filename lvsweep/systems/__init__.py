@@ -12,9 +12,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from lvsweep.config.schema import Sensitivity
 from lvsweep.errors import LvsweepError
-from lvsweep.systems.base import REGISTRY, DynamicalSystem
+from lvsweep.systems.base import REGISTRY, DynamicalSystem, Sensitivity
 
 for _module in pkgutil.iter_modules(__path__):
     if _module.name not in ("base", "simulate"):

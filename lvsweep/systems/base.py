@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import difflib
 from abc import ABC, abstractmethod
+from enum import Enum
 from typing import ClassVar, Mapping, Optional, Sequence
 
 import numpy as np
@@ -22,6 +23,16 @@ def matrix(rows: Sequence[Sequence[np.ndarray | float]], shape: tuple[int, ...])
 
 
 REGISTRY: dict[str, type[DynamicalSystem]] = {}
+
+
+class Sensitivity(str, Enum):
+    """The values of `analysis.sensitivity`. Defined with the systems, which say which measures they
+    can have, rather than with the config schema: a process that only unpickles a system (the figure
+    worker) then never imports Hydra."""
+
+    auto = "auto"  # lyapunov_normal where the system has V, else ftle
+    lyapunov_normal = "lyapunov_normal"
+    ftle = "ftle"
 
 
 class DynamicalSystem(ABC):
