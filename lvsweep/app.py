@@ -149,7 +149,8 @@ def open_run(plain: DictConfig, name: str, parent: Optional[str]) -> RunRecorder
     from lvsweep.tracking.runs import RunRecorder, open_store, resolve_uri
 
     client, experiment_id = open_store(resolve_uri(plain.tracking.uri), plain.tracking.experiment)
-    return RunRecorder(client, experiment_id, name, parent, tags={**data_tags(plain), **plain.tracking.tags})
+    return RunRecorder(client, experiment_id, name, parent, tags={**data_tags(plain), **plain.tracking.tags},
+                       lead=str(plain.objectives[0]))
 
 
 def data_tags(plain: DictConfig) -> dict[str, str]:

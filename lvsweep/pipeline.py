@@ -27,6 +27,11 @@ if TYPE_CHECKING:
     from lvsweep.training.callbacks import MetricSink
 
 CYCLE_FIGURES = "lvsweep.analysis.cycle_figures"  # the module of the PRC figures
+# The step of every value a run logs once (controls, reconstruction, perturbation, PRC and weighting
+# results; the observed fit's): MLflow's run page draws a metric whose only point is at step 0 as a
+# labelled bar, where one point at the last step is a lone dot on an axis one step wide. Histories
+# (losses, alignment) keep their steps, their final value at the last one.
+ONCE = 0
 # torch, Lightning, SciPy's statistics and matplotlib are imported where they are used: a job that
 # has its figures drawn by the figure workers (`lvsweep.analysis.plotting`) starts them before it
 # imports torch, so that they import and warm up side by side with it.
@@ -67,11 +72,11 @@ class Observed:
     artifacts: list[Path]
 
 
-def fit_observed(cfg: Any, seeds: list[int], sink: MetricSink, out_dir: Path) -> Observed:
+def fit_observed(cfg: Any, seeds: list[int], sink: MetricSink, out_dir: Path, label: str) -> Observed:
     """data=lynx_hare or data=csv: the Bayesian fit (estimate/* metrics, posterior.csv, figures/fit.png,
     figures/posterior.png), then what the analysis runs on. There is no second noise draw of observed
     data: the validation input is the observed series itself (val/* measure the model against the
-    fitted orbit on its own training input)."""
+    fitted orbit on its own training input). `label`: the run's name, in the figures' caption."""
     from omegaconf import OmegaConf
 
     from lvsweep.data.trajectory import TrajectoryData
@@ -87,11 +92,12 @@ def fit_observed(cfg: Any, seeds: list[int], sink: MetricSink, out_dir: Path) ->
 
     metrics = {**result.metrics(), "estimate/seconds": float(sum(result.seconds.values())),
                PRIOR_PLAUSIBLE: prior_plausible_share(result.model, np.random.default_rng([cfg.seed, 11]))}
-    sink(metrics, 0)
+    sink(metrics, ONCE)
     out_dir.mkdir(parents=True, exist_ok=True)
     artifacts = [result.write_posterior_csv(out_dir / "posterior.csv")]
     if cfg.analysis.figures:
-        artifacts += list(result.write_figures(out_dir / "figures", seed=cfg.seed).values())
+        artifacts += list(result.write_figures(out_dir / "figures", seed=cfg.seed,
+                                                 caption_text=figure_caption(cfg, label)).values())
     est = result.estimates()
     value = {**result.model.fixed, **{n: e.median for n, e in est.items()}}
     params = {n: float(value[n]) for n in cfg.system.params}
@@ -137,7 +143,7 @@ def run_experiment(cfg: Any, sink: MetricSink, out_dir: Path, background: bool =
 
     seeds = [replicate_seed(cfg.seed, r) for r in range(cfg.replicates)]
     solver = Solver.of(cfg.system)  # every later solve runs with the method and bounds of the orbit's
-    observed = fit_observed(cfg, seeds, sink, out_dir) if is_observed(cfg) else None
+    observed = fit_observed(cfg, seeds, sink, out_dir, label) if is_observed(cfg) else None
     if observed is not None:
         system, orbit = observed.system, observed.orbit
     else:
@@ -145,7 +151,7 @@ def run_experiment(cfg: Any, sink: MetricSink, out_dir: Path, background: bool =
     report = measure_sensitivity(cfg.analysis.sensitivity, system, orbit, cfg.analysis.ftle_horizon,
                                  cfg.system.rtol, cfg.system.atol, solver)
     profile = report.profile
-    sink(report.metrics, 0)
+    sink(report.metrics, ONCE)
     if observed is not None:
         data = observed.data
     else:
@@ -156,8 +162,9 @@ def run_experiment(cfg: Any, sink: MetricSink, out_dir: Path, background: bool =
     model = make_replicates(cfg.model, system.dim, cfg.trainer.epochs, cfg.trainer.log_every, seeds,
                             noisy_train.reshape(-1, *noisy_train.shape[-2:]))
     init_attention = read_attention(model, noisy_train)
-    # Baselines read only the input: logged at step 0, where the histories of the model start.
-    sink(baseline_metrics(data.replicates_train(), profile.values), 0)
+    # Baselines read only the input: logged once, at step 0, where the histories of the model start.
+    baselines = baseline_metrics(data.replicates_train(), profile.values)
+    sink(baselines, ONCE)
     losses = LossHistory(sink, datamodule.train_batch, datamodule.val_batch)
     align = AlignmentCallback(noisy_train, profile.values, cfg.trainer.align_every, sink)
     fit(model, datamodule, cfg.trainer, [losses, align])
@@ -172,18 +179,18 @@ def run_experiment(cfg: Any, sink: MetricSink, out_dir: Path, background: bool =
     recon = reconstruction_metrics(model, datamodule.val_batch)
     controls = control_metrics(replicate_attention, init_attention, data.replicates_train(), profile.values,
                                align.final[ALIGN_ANTICORRELATION])
-    sink({**recon, **controls}, model.epochs_done)
+    sink({k: v for k, v in {**recon, **controls}.items() if k not in baselines}, ONCE)  # the controls repeat them
     p = cfg.analysis.perturb
     pert = perturbation_test(system, orbit, profile.normals, attention, p.k, p.epsilon, p.horizon,
                              cfg.system.rtol, cfg.system.atol, solver=solver)
-    sink({PERTURB_LOW_OVER_HIGH: pert.low_over_high}, model.epochs_done)
+    sink({PERTURB_LOW_OVER_HIGH: pert.low_over_high}, ONCE)
     metrics = {**losses.final, **recon, **align.final, **controls, PERTURB_LOW_OVER_HIGH: pert.low_over_high,
                **report.metrics}
     if observed is not None:
         metrics.update(observed.metrics)
     if cfg.analysis.estimate:
         study = weighting_metrics(cfg, system, orbit, data, replicate_attention)
-        sink(study, model.epochs_done)
+        sink(study, ONCE)
         metrics.update(study)
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -204,13 +211,13 @@ def run_experiment(cfg: Any, sink: MetricSink, out_dir: Path, background: bool =
     if cfg.analysis.prc:
         prc_metrics, prc_artifacts = phase_response_analysis(cfg, system, orbit, attention, out_dir, drawing,
                                                              caption_text)
-        sink(prc_metrics, model.epochs_done)
+        sink(prc_metrics, ONCE)
         metrics.update(prc_metrics)
         artifacts += prc_artifacts
     if cfg.analysis.lightprc:
         light_metrics, light_artifacts = light_prc_analysis(cfg, system, orbit, replicate_attention, init_attention,
                                                             data.replicates_train(), out_dir, drawing, caption_text)
-        sink(light_metrics, model.epochs_done)
+        sink(light_metrics, ONCE)
         metrics.update(light_metrics)
         artifacts += light_artifacts
     return RunResult(metrics, artifacts, tags={"lvsweep.sensitivity": profile.kind}, model=model.cpu(),

@@ -150,7 +150,7 @@ def test_summary_says_what_the_numbers_mean(single_run):
     assert f"| `val/r2` | {m['val/r2']:.4g} |" in note
 
 
-def test_histories_start_at_step_0_and_no_metric_uses_a_reserved_prefix(single_run):
+def test_histories_start_at_step_0_values_logged_once_sit_there_and_no_metric_uses_a_reserved_prefix(single_run):
     cwd, _ = single_run
     client = client_for(cwd)
     (run,) = all_runs(cwd)
@@ -163,6 +163,12 @@ def test_histories_start_at_step_0_and_no_metric_uses_a_reserved_prefix(single_r
         assert client.get_metric_history(run.info.run_id, key)[0].step == 0, key
     assert "dynamics/max_lyapunov" in m
     assert not [k for k in m if k.split("/")[0] in ("system", "mlflow")]
+    # A value logged once is one point at step 0 (a labelled bar in the run page, not a lone dot at 40).
+    for key in ("align/spearman_init", "align/excess", "align/pvalue", "align/training_gain", "val/r2",
+                "val/noisy_mse", "perturb/low_over_high", "align/baseline_norm", "dynamics/max_lyapunov"):
+        assert [(h.step, h.value) for h in client.get_metric_history(run.info.run_id, key)] == [(0, m[key])], key
+    # The objective is written first, so MLflow's compare page opens its parallel coordinates on it.
+    assert next(iter(client.get_run(run.info.run_id).data.metrics)) == "align/anticorrelation"
 
 
 def _attention_matches_the_csv(cwd: Path) -> None:

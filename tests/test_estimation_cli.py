@@ -99,6 +99,12 @@ def test_csv_run_fits_and_logs_estimates(tmp_path: Path):
     artifacts = {a.path for a in client_for(tmp_path).list_artifacts(run.info.run_id)}
     figures = {a.path for a in client_for(tmp_path).list_artifacts(run.info.run_id, "figures")}
     assert "posterior.csv" in artifacts and {"figures/fit.png", "figures/posterior.png"} <= figures
+    # The fit's figures say which run they show, as the run's other figures do (suptitle and PNG Title).
+    from PIL import Image
+
+    for name in ("fit.png", "posterior.png", "attention_vs_sensitivity.png"):
+        local = client_for(tmp_path).download_artifacts(run.info.run_id, f"figures/{name}", str(tmp_path / "dl"))
+        assert Image.open(local).text["Title"].endswith(f"data csv · seed 0 · {run.info.run_name}"), name
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from lvsweep.analysis.captions import caption  # noqa: E402
+
 if TYPE_CHECKING:
     from lvsweep.estimation.result import EstimationResult
 
@@ -29,9 +31,10 @@ def predictive(result: "EstimationResult", t: np.ndarray, rng: np.random.Generat
     return x, y
 
 
-def plot_fit(result: "EstimationResult", path: Path, rng: np.random.Generator) -> Path:
+def plot_fit(result: "EstimationResult", path: Path, rng: np.random.Generator, caption_text: str = "") -> Path:
     """One panel per state: observations, the posterior median trajectory, the central 80 % band of the
-    trajectories and of the posterior predictive (trajectory plus measurement noise)."""
+    trajectories and of the posterior predictive (trajectory plus measurement noise). `caption_text`:
+    the run it belongs to (`lvsweep.analysis.captions`), as suptitle and PNG Title."""
     model, series = result.model, result.model.series
     t = np.linspace(series.t[0], series.t[-1], 200)
     x, y = predictive(result, t, rng)
@@ -48,14 +51,12 @@ def plot_fit(result: "EstimationResult", path: Path, rng: np.random.Generator) -
         ax.legend(fontsize=7, loc="upper right")
     axes[-1, 0].set_xlabel("t")
     axes[0, 0].set_title(f"{model.system.name} fitted to {series.source}")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path, caption_text, dpi=110)
 
 
-def plot_posterior(result: "EstimationResult", path: Path, max_points: int = 2000) -> Path:
-    """Corner plot: marginal histograms (with median and 80 % interval) on the diagonal, pair scatter below."""
+def plot_posterior(result: "EstimationResult", path: Path, max_points: int = 2000, caption_text: str = "") -> Path:
+    """Corner plot: marginal histograms (with median and 80 % interval) on the diagonal, pair scatter
+    below; captioned as `plot_fit`."""
     names = result.names
     n = len(names)
     draws = result.draws[np.linspace(0, len(result.draws) - 1, min(max_points, len(result.draws))).astype(int)]
@@ -84,7 +85,14 @@ def plot_posterior(result: "EstimationResult", path: Path, max_points: int = 200
             elif j > 0:
                 ax.set_yticklabels([])
             ax.tick_params(labelsize=6)
+    return _save(fig, path, caption_text, dpi=90)
+
+
+def _save(fig: plt.Figure, path: Path, caption_text: str, dpi: int) -> Path:
+    """Captioned (when the fit belongs to a run), laid out and written; the caption is also the
+    PNG's Title, as on the run's other figures."""
+    caption(fig, caption_text)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    fig.savefig(path, dpi=dpi, metadata={"Title": caption_text} if caption_text else None)
     plt.close(fig)
     return path

@@ -73,11 +73,12 @@ class EstimationResult:
             writer.writerows([[repr(float(v)) for v in row] for row in self.draws])
         return path
 
-    def write_figures(self, directory: str | Path, seed: int = 0) -> dict[str, Path]:
-        """fit.png and posterior.png in `directory` (see figures.py)."""
+    def write_figures(self, directory: str | Path, seed: int = 0, caption_text: str = "") -> dict[str, Path]:
+        """fit.png and posterior.png in `directory` (see figures.py), each captioned with
+        `caption_text`, the run they belong to, when given."""
         from lvsweep.estimation.figures import plot_fit, plot_posterior
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        return {"fit": plot_fit(self, directory / "fit.png", np.random.default_rng(seed)),
-                "posterior": plot_posterior(self, directory / "posterior.png")}
+        return {"fit": plot_fit(self, directory / "fit.png", np.random.default_rng(seed), caption_text=caption_text),
+                "posterior": plot_posterior(self, directory / "posterior.png", caption_text=caption_text)}

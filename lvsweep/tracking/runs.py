@@ -300,7 +300,7 @@ class RunRecorder:
 
     def __init__(self, client: MlflowClient, experiment_id: str, run_name: Optional[str],
                  parent_run_id: Optional[str] = None, tags: Optional[Mapping[str, str]] = None,
-                 flush_every_s: float = 3.0) -> None:
+                 flush_every_s: float = 3.0, lead: Optional[str] = None) -> None:
         all_tags = {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid()), **provenance.run_tags(),
                     **slurm.run_tags(), **(tags or {})}
         stamp = process_stamp(os.getpid())
@@ -316,6 +316,11 @@ class RunRecorder:
         self._pending: list[Metric] = []
         self._last_flush = time.monotonic()
         self._provenance_logged = False
+        # The metric written first (the run's objective): MLflow's compare page opens its charts on
+        # the first metric the chosen runs share in the order the store returns them, which is the
+        # order of the first writes. Until it, or a history step past 0, has been logged, nothing is
+        # written; then it goes first. None once written.
+        self._lead = lead
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         write_batch(self.client, self.run_id, params=params)
@@ -327,11 +332,16 @@ class RunRecorder:
         interrupts.check()  # a job logs often: a stop signal that was swallowed on its way stops it here
         now = int(time.time() * 1000)
         self._pending += [Metric(k, float(v), now, int(step)) for k, v in metrics.items()]
-        if time.monotonic() - self._last_flush >= self.flush_every_s:
+        held = self._lead is not None and self._lead not in metrics and step == 0
+        if not held and time.monotonic() - self._last_flush >= self.flush_every_s:
             self.flush()
 
     def flush(self) -> None:
         if self._pending:
+            if self._lead is not None:
+                lead = [m for m in self._pending if m.key == self._lead]
+                self._pending = lead + [m for m in self._pending if m.key != self._lead]
+                self._lead = None
             write_batch(self.client, self.run_id, metrics=self._pending)
             self._pending = []
         self._last_flush = time.monotonic()
