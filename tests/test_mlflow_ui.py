@@ -271,3 +271,46 @@ def test_run_pages_state_the_verdict_and_the_printed_link_opens_the_parent(
     assert first_verdict.startswith(item.inner_text().strip()[:60])
     page.locator("table").filter(has_text="val/r2").first.wait_for()  # the key numbers, as a rendered table
     page.screenshot(path=str(shots / "7_run_page_note.png"))
+
+
+def _chart(page: Any, title: str) -> Any:
+    """The run page's chart card titled `title` (the innermost element holding the title and a plot)."""
+    page.get_by_text(title, exact=True).first.wait_for()
+    return page.locator("div").filter(has=page.get_by_text(title, exact=True)).filter(
+        has=page.locator(".js-plotly-plot")).last
+
+
+def _chosen(page: Any, box: str) -> list[str]:
+    """The items chosen in the compare page's plot control headed `box` ("Parameters:", "Metrics:")."""
+    items = page.locator(f"xpath=//div[text()='{box}']/following-sibling::div[1]"
+                         "//span[contains(@class, 'selection-item-content')]")
+    items.first.wait_for()
+    return items.all_inner_texts()
+
+
+@pytest.mark.slow  # shares the sweep and the server with the tests above (~15 s more)
+def test_values_logged_once_are_bars_and_the_compare_page_opens_on_the_objective(
+        server: MlflowServer, sweep: tuple[Path, Any, list[Any], Any], page: Any, shots: Path) -> None:
+    _, client, children, parent = sweep
+    eid, ids = children[0].info.experiment_id, [c.info.run_id for c in children]
+    child = children[0]
+    # 1. A value logged once (at step 0) is a labelled bar in the run's Model metrics, not a lone dot
+    # on an axis one step wide; a history (logged at 0, 20, 40) stays a line.
+    page.goto(f"{server.url}/#/experiments/{eid}/runs/{child.info.run_id}/model-metrics?workflowType=machine_learning")
+    _close_assistant(page)
+    excess = _chart(page, "excess")
+    excess.locator(".barlayer .point").first.wait_for()
+    labels = excess.locator("text.bartext").evaluate_all("ts => ts.map(t => t.textContent)")
+    assert labels == [f"{child.data.metrics['align/excess']:.2f}"]
+    history = _chart(page, "anticorrelation")
+    history.locator(".scatterlayer .trace").first.wait_for()
+    assert history.locator(".barlayer .point").count() == 0
+    page.screenshot(path=str(shots / "8_model_metrics_once_as_bars.png"))
+    # 2. The compare page's parallel coordinates open on the objective against the swept param.
+    page.goto(f"{server.url}/#/compare-runs?runs={quote(json.dumps(ids))}&experiments={quote(json.dumps([eid]))}"
+              "&workflowType=machine_learning")
+    page.get_by_text("Parallel Coordinates Plot").first.wait_for()
+    page.locator(".js-plotly-plot").first.wait_for()
+    assert _chosen(page, "Metrics:") == ["align/anticorrelation"]
+    assert "noise.level" in _chosen(page, "Parameters:")
+    page.screenshot(path=str(shots / "9_compare_parallel_coordinates.png"))
