@@ -89,18 +89,27 @@ def run_job(cfg: DictConfig) -> float | list[float] | TrialStop:
 
         sink = recorder.log_metrics if link is None else link.sink(recorder.log_metrics)
         # The figures are drawn by a worker process while the CSVs and the model are logged; the run
-        # closes only once they are logged too, and a figure that cannot be drawn fails it.
-        result = run_experiment(plain, sink, out_dir, background=True, label=run_name(plain, multirun))
+        # closes only once they are logged too, and a figure that cannot be drawn fails it. In an
+        # in-process sweep that happens while the next job trains (`lvsweep.tracking.closing`).
+        from lvsweep.tracking import closing
+
+        result = run_experiment(plain, sink, out_dir, background=True, label=run_name(plain, multirun),
+                                before_figures=closing.settle)
         recorder.log_artifacts(result.artifacts, out_dir)
         if plain.analysis.log_model:
             from lvsweep.tracking.runs import flatten
 
             recorder.log_model(result.model, result.model_input, params=flatten(OmegaConf.to_container(plain)))
-        recorder.log_artifacts(result.wait_figures(), out_dir)
         from lvsweep.tracking.runs import NOTE_TAG
 
-        recorder.log_tags({**result.tags, NOTE_TAG: run_note(result, plain, out_dir)})
-        recorder.finish()
+        if result.drawing is not None and link is None and closes_later(multirun):
+            recorder.log_tags({**result.tags, NOTE_TAG: run_note(result, plain, out_dir)})
+            recorder.flush()  # the numbers are in the store when the job returns; the figures follow
+            closing.defer(lambda: close_when_drawn(recorder, result, out_dir))
+        else:
+            recorder.log_artifacts(result.wait_figures(), out_dir)
+            recorder.log_tags({**result.tags, NOTE_TAG: run_note(result, plain, out_dir)})
+            recorder.finish()
     except (KeyboardInterrupt, SystemExit) as exc:
         from lvsweep.interrupts import exit_status, note, stop_exception, terminated
 
@@ -137,6 +146,36 @@ def run_job(cfg: DictConfig) -> float | list[float] | TrialStop:
         return objective_value(cfg, {})
     print_summary(result, recorder.run_id, recorder.experiment_id, plain, out_dir, multirun)
     return objective_value(cfg, result.metrics)
+
+
+def closes_later(multirun: bool) -> bool:
+    """Whether this job's run may close after it returns: in a multirun of Hydra's basic sweeper
+    and launcher only, where this process runs the next job and the sweep's end
+    (`lvsweep.tracking.closing`)."""
+    if not multirun:
+        return False
+    from lvsweep.tracking.closing import BASIC_LAUNCHER
+    from lvsweep.tracking.sweeps import BASIC_SWEEPER
+
+    hydra_cfg = HydraConfig.get()
+    return hydra_cfg.sweeper.get("_target_") == BASIC_SWEEPER and hydra_cfg.launcher.get("_target_") == BASIC_LAUNCHER
+
+
+def close_when_drawn(recorder: RunRecorder, result: RunResult, out_dir: Path) -> None:
+    """A deferred close: the figures logged and the run FINISHED, or FAILED with the figure's error
+    (said in one line, as a failed job is); a stop while it waits closes the run KILLED."""
+    try:
+        recorder.log_artifacts(result.wait_figures(), out_dir)
+    except Exception as exc:
+        recorder.finish(error=exc)
+        print(f"  job {recorder.run_id[:8]} failed: {describe(exc)}", file=sys.stderr)
+        return
+    except BaseException:
+        from lvsweep.interrupts import stop_exception
+
+        recorder.finish(error=stop_exception(), status="KILLED")
+        raise
+    recorder.finish()
 
 
 def objective_value(cfg: DictConfig, metrics: dict[str, float]) -> float | list[float]:

@@ -156,8 +156,13 @@ def close_open_sweep(status: str, error: BaseException | None = None) -> None:
     """A multirun stopped before Hydra's end-of-sweep hook: close its parent run, with `error` as
     its reason (the `lvsweep.error` tag), and the runs of jobs whose processes are gone, instead of
     leaving them RUNNING forever."""
+    from lvsweep.tracking import closing
     from lvsweep.tracking.sweeps import ACTIVE
 
+    try:
+        closing.settle()  # earlier jobs' runs, whose figures the workers were still drawing
+    except BaseException:  # a second stop while it waits: those runs are closed KILLED, the sweep goes on closing
+        pass
     if ACTIVE:
         # A job of this very process that a signal caught before it could close its run stopped for
         # the same reason as the sweep; a job whose process is gone is lost.

@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import numpy as np
 
@@ -111,7 +111,8 @@ def fit_observed(cfg: Any, seeds: list[int], sink: MetricSink, out_dir: Path, la
     return Observed(fitted, orbit, TrajectoryData(orbit.t, x, noisy, noisy.copy()), metrics, artifacts)
 
 
-def run_experiment(cfg: Any, sink: MetricSink, out_dir: Path, background: bool = False, label: str = "run") -> RunResult:
+def run_experiment(cfg: Any, sink: MetricSink, out_dir: Path, background: bool = False, label: str = "run",
+                   before_figures: Optional[Callable[[], None]] = None) -> RunResult:
     """The experiment of `cfg`, its metrics sent to `sink` as they come, its files in `out_dir`.
 
     `label`: the run's short name (its name in the store, e.g. `noise.level=2`), which every figure
@@ -121,12 +122,14 @@ def run_experiment(cfg: Any, sink: MetricSink, out_dir: Path, background: bool =
     `background`: the figures are drawn by the figure workers while the caller goes on (it logs the
     CSVs and the model meanwhile) and are in the result's `artifacts` once `wait_figures()` has
     returned them. Without it they are drawn here, before this returns. Either way the figures, and
-    every number, are the same."""
+    every number, are the same. `before_figures`: called once training and the analysis are done,
+    before the first figure is handed over (the caller closes an earlier job's run there,
+    `lvsweep.tracking.closing`)."""
     drawing = None
     if background and cfg.analysis.figures:
         from lvsweep.analysis.plotting import Drawing
 
-        drawing = Drawing()  # the workers start now, and import while this job imports torch
+        drawing = Drawing(before_figures)  # the workers start now, and import while this job imports torch
 
     import torch
 

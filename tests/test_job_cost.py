@@ -337,3 +337,56 @@ def test_the_figures_rank_scale_is_scipys_mean_rank(values):
         values, values) if isinstance(values, str) else np.asarray(values)
     expected = (rankdata(v) - 1) / max(len(v) - 1, 1)
     assert np.array_equal(ranks(v), expected)
+
+
+def _children(cwd: Path) -> list:
+    """A sweep's child runs, in the order their jobs started."""
+    return sorted((r for r in all_runs(cwd) if "mlflow.parentRunId" in r.data.tags), key=lambda r: r.info.start_time)
+
+
+def _figures(cwd: Path, run) -> set[str]:
+    return {a.path for a in client_for(cwd).list_artifacts(run.info.run_id, "figures")}
+
+
+def test_a_sweep_closes_each_run_once_its_figures_are_in_while_the_next_job_trains(tmp_path):
+    """The first job's run is still open when the second job's starts (its figures were being
+    drawn meanwhile), and closes FINISHED with every figure, as the last job's does at the end."""
+    proc = run_cli(tmp_path, "-m", "noise=0,1", *QUICK, "analysis.figures=true")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    first, second = _children(tmp_path)
+    assert first.info.end_time > second.info.start_time
+    for run in (first, second):
+        assert run.info.status == "FINISHED"
+        assert {"figures/timeseries.png", "figures/attention_vs_sensitivity.png"} <= _figures(tmp_path, run)
+        assert "environment.json" in {a.path for a in client_for(tmp_path).list_artifacts(run.info.run_id)}
+    (parent,) = [r for r in all_runs(tmp_path) if "mlflow.parentRunId" not in r.data.tags]
+    assert parent.info.end_time >= second.info.end_time
+
+
+def test_a_figure_that_fails_after_its_job_returned_fails_that_run_and_the_sweep_goes_on(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    (sweep_dir / "0").mkdir(parents=True)
+    (sweep_dir / "0" / "figures").write_text("in the way\n")  # only the first job's figures cannot be written
+    proc = run_cli(tmp_path, "-m", "noise=0,1", *QUICK, "analysis.figures=true", f"hydra.sweep.dir={sweep_dir}")
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    first, second = _children(tmp_path)
+    assert first.info.status == "FAILED" and "figures" in first.data.tags["lvsweep.error"]
+    assert second.info.status == "FINISHED" and "figures/timeseries.png" in _figures(tmp_path, second)
+    assert "Traceback" not in proc.stderr and f"job {first.info.run_id[:8]} failed:" in proc.stderr
+    assert f"1 job(s) failed: {first.info.run_name}" in proc.stderr
+
+
+def test_a_stop_during_the_next_job_still_logs_the_figures_of_the_one_before(tmp_path):
+    """Ctrl-C while the second job trains (long): the first job's figures, drawn meanwhile, are
+    logged and its run FINISHED; the second's run is KILLED; no worker is left."""
+    proc = _start(tmp_path, "-m", "trainer.epochs=40,400000", *QUICK[1:], "analysis.figures=true")
+    workers = _wait_for(lambda: workers_of(proc.pid), proc, "figure workers")
+    _wait_for(lambda: len(_children(tmp_path)) == 2, proc, "the second job's run")
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=HANG_S)
+    assert proc.returncode == 130, err
+    first, second = _children(tmp_path)
+    assert first.info.status == "FINISHED" and first.info.end_time > second.info.start_time
+    assert {"figures/timeseries.png", "figures/perturbation.png"} <= _figures(tmp_path, first)
+    assert second.info.status == "KILLED"
+    assert not left_behind(workers)

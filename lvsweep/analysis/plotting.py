@@ -19,7 +19,7 @@ import sys
 import traceback
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -374,7 +374,9 @@ atexit.register(stop_workers)
 class Drawing:
     """A run's figures, drawn by the workers (or here, without them); `paths()` waits for them."""
 
-    def __init__(self) -> None:
+    def __init__(self, before: Optional[Callable[[], None]] = None) -> None:
+        """`before`: called once, before the first figure is handed to the workers or waited for."""
+        self.before = before
         self.workers = start_workers()
         self.load = [0.0] * len(self.workers)
         self.tickets: list[tuple[FigureWorker, int, list[FigureCall]]] = []
@@ -383,6 +385,7 @@ class Drawing:
     def add(self, calls: list[FigureCall]) -> None:
         """Start drawing `calls`, shared between the workers (heaviest first, each to the one with
         least to draw), or draw them now where there is no worker."""
+        self._before()
         self.calls += calls
         if not self.workers:
             draw_inline(calls)
@@ -400,6 +403,7 @@ class Drawing:
     def paths(self) -> list[Path]:
         """Every figure's path (in the order asked for) once all are written; the first figure that
         failed raises its error, with the worker's traceback as its cause."""
+        self._before()
         failure = None
         while self.tickets:
             worker, ticket, share = self.tickets[0]
@@ -412,3 +416,8 @@ class Drawing:
             call, error, text = failure
             raise error from RemoteTraceback(f"in the figure worker, drawing {call.path.name}:\n{text}")
         return [call.path for call in self.calls]
+
+    def _before(self) -> None:
+        before, self.before = self.before, None
+        if before is not None:
+            before()

@@ -92,6 +92,9 @@ class MlflowSweepCallback(Callback):
 
         if self.parent is None:
             return
+        from lvsweep.tracking import closing
+
+        closing.settle()  # the last job's run, and any other whose figures were still being drawn
         self.close_lost("FAILED", all_jobs_returned=True)
         children = child_runs(self.parent.client, self.experiment_id, self.parent.run_id)
         mark_swept(self.parent.client, self.parent.run_id, children)
