@@ -26,10 +26,6 @@ def defer(close: Callable[[], None]) -> None:
     _PENDING.append(close)
 
 
-def pending() -> int:
-    return len(_PENDING)
-
-
 def settle() -> None:
     """Run every deferred close now, oldest first (waiting for figures still being drawn)."""
     while _PENDING:
