@@ -58,19 +58,24 @@ def subplots(*shape: int, figsize: tuple[float, float], **kwargs: Any) -> tuple[
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=figsize, dpi=DPI)
-    FigureCanvasAgg(fig).get_renderer().mathtext_parser = _math_parser()
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    renderer.mathtext_parser = _shared_math_parser(renderer.mathtext_parser)
     return fig, fig.subplots(*shape, **kwargs)
 
 
-@functools.lru_cache(maxsize=None)
-def _math_parser() -> Any:
-    """One formula parser for every figure of the process. Each Agg renderer makes its own, whose
-    cache of laid-out formulas (log-axis tick labels are formulas) then dies with the figure: a
-    fresh parse of each label costs tens of milliseconds, a cached one nothing, and the result is
-    the same."""
-    from matplotlib.mathtext import MathTextParser
+_MATH_PARSER: list[Any] = []
 
-    return MathTextParser("path")
+
+def _shared_math_parser(own: Any) -> Any:
+    """One formula parser for every figure of the process: the first Agg renderer's own. Each
+    renderer makes its own, whose cache of laid-out formulas (log-axis tick labels are formulas)
+    then dies with the figure: a fresh parse of each label costs tens of milliseconds, a cached one
+    nothing, and the result is the same. The first renderer's parser, not a new one, because its
+    kind differs across Matplotlib versions (3.8's Agg renderer expects raster output, later ones
+    vector paths)."""
+    if not _MATH_PARSER:
+        _MATH_PARSER.append(own)
+    return _MATH_PARSER[0]
 
 
 def legend_outside(ax: Axes, **kwargs: Any) -> None:
