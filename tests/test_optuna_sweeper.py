@@ -17,6 +17,7 @@ from optuna.trial import TrialState
 
 from omegaconf import OmegaConf
 
+from hydra_plugins.lvsweep_optuna_sweeper._notes import plain
 from hydra_plugins.lvsweep_optuna_sweeper._search_space import format_value, parse_search_space, to_distribution
 from hydra_plugins.lvsweep_optuna_sweeper._storage import close_orphan_runs, storage_label
 from hydra_plugins.lvsweep_optuna_sweeper._study import StudySweeper
@@ -25,7 +26,7 @@ from hydra_plugins.lvsweep_optuna_sweeper.lvsweep_optuna_sweeper import check_se
 from lvsweep.errors import LvsweepError
 from helpers.cli import Outcomes, error_line, finish_all, run_cli, start_cli, together
 from helpers.overrides import QUICK_SWEEP
-from helpers.store import client_for, load_study, parents_and_children
+from helpers.store import client_for, dashboard_notes, load_study, parents_and_children
 
 OBJECTIVE = "align/anticorrelation"
 
@@ -183,6 +184,17 @@ def test_study_is_tracked_then_continued_by_two_parallel_workers(studies):
     assert float(parent.data.params["best.model.lr"]) == pytest.approx(best.params["model.lr"])
     figures = {Path(a.path).name for a in client_for(tmp_path).list_artifacts(parent.info.run_id, "figures")}
     assert {"optimization_history.png", "param_importances.png", "contour.png"} <= figures
+    # optuna-dashboard's notes: each trial's links its run and says its point and value; the
+    # study's links the parent run and names the best trial.
+    study_note, trial_notes = dashboard_notes(study)
+    for t in trials:
+        run_id = t.user_attrs["mlflow_run_id"]
+        assert trial_notes[t.number].startswith(f"MLflow: [run {run_id[:8]}]({t.user_attrs['mlflow_url']})\n")
+        assert f"**outcome:** {OBJECTIVE} {t.value:.4g}" in trial_notes[t.number]
+        assert f"\n\n{by_trial[t.number].info.run_name.partition(' ')[2].replace(' ', ', ')}\n\n" in trial_notes[t.number]
+    assert study_note.startswith(f"[MLflow parent run of the sweep](http://127.0.0.1:5000/#/experiments/"
+                                 f"{parent.info.experiment_id}/runs/{parent.info.run_id}?workflowType=machine_learning)")
+    assert f"- best {OBJECTIVE} = {best.value:.4g} (trial {best.number}): " in study_note
 
     # Two more invocations of the same study, started together: both resume it and share it.
     finish_all([start_cli(tmp_path, *search, "hydra.sweeper.n_trials=2") for _ in range(2)])
@@ -198,6 +210,12 @@ def test_study_is_tracked_then_continued_by_two_parallel_workers(studies):
         run = next(r for r in children if r.data.tags["optuna_trial"] == str(t.number))
         assert t.value == pytest.approx(run.data.metrics[OBJECTIVE], rel=1e-12)
         assert t.user_attrs["mlflow_run_id"] == run.info.run_id  # parallel workers link their own trials
+    # Each worker wrote the notes of the trials it told, and the study's note as it ended.
+    study_note, trial_notes = dashboard_notes(load_study(tmp_path, "s"))
+    for t in trials:
+        assert f"]({t.user_attrs['mlflow_url']})" in trial_notes[t.number]
+    ended_last = [p for p in parents if f"/runs/{p.info.run_id}?" in study_note.partition("\n")[0]]
+    assert len(ended_last) == 1 and ended_last[0].info.run_id != parent.info.run_id, study_note
 
 
 def test_failed_trial_is_recorded_and_multi_objective_study_keeps_pairs(studies):
@@ -221,6 +239,11 @@ def test_failed_trial_is_recorded_and_multi_objective_study_keeps_pairs(studies)
         run = status[t.number]
         assert run.info.status == "FINISHED" and len(t.values) == 2 and all(map(math.isfinite, t.values))
         assert t.values == pytest.approx([run.data.metrics[OBJECTIVE], run.data.metrics["val/loss"]], rel=1e-6)
+    # The failed trial's note says why, as its user attribute does; the study's lists the front.
+    study_note, trial_notes = dashboard_notes(study)
+    assert f"**outcome:** FAIL ({plain(failed[0].user_attrs['lvsweep.failure'])})" in trial_notes[failed[0].number]
+    assert f"]({failed[0].user_attrs['mlflow_url']})" in trial_notes[failed[0].number]
+    assert "- Pareto front (" in study_note and all(f"- trial {t.number}: " in study_note for t in study.best_trials)
 
 
 @pytest.mark.parametrize("kwargs, field, message", [

@@ -5,4 +5,5 @@ tracked in MLflow.
 - `lvsweep_optuna_sweeper`: the facade Hydra instantiates, `check_settings` and `check_before_recording`.
 - `_search_space`, `_study`, `_storage`, `_tracking`: the search space, the ask–launch–tell loop,
   the study's database with heartbeats and recovery, and the study's record in MLflow.
+- `_notes`: optuna-dashboard's notes on the study and its trials (with the `dashboard` extra).
 """

@@ -503,7 +503,10 @@ class StudySweeper:
             if "Study.stop" not in str(exc):
                 raise
             exhausted = True
+        from hydra_plugins.lvsweep_optuna_sweeper._notes import write_trial_note
+
         shown = self._shown(outcome)
+        write_trial_note(trial, shown)
         print(progress.line(study, trial, shown) if progress is not None else f"  trial {trial.number}: {shown}")
         return exhausted
 

@@ -166,6 +166,10 @@ class ParentRun:
                         "optuna_sampler": str(sampler_cfg.get("_target_"))})
 
     def record(self, summary: StudySummary, study: optuna.Study, objectives: Sequence[str]) -> None:
+        """The study's summary and figures on the parent run, and in optuna-dashboard's study note."""
+        from hydra_plugins.lvsweep_optuna_sweeper._notes import write_study_note
+
+        write_study_note(study, summary.text, run_link(self.experiment_id, self.run_id) if self.run_id else None)
         if self.run_id is None:
             return
         self._log(params=summary.params, metrics=summary.metrics, tags=summary.tags)

@@ -92,6 +92,16 @@ def load_study(cwd: Path, name: str) -> optuna.Study:
     return optuna.load_study(study_name=name, storage=f"sqlite:///{cwd}/mlruns/optuna.db")
 
 
+def dashboard_notes(study: optuna.Study) -> tuple[str, dict[int, str]]:
+    """optuna-dashboard's notes as the dashboard itself reads them from the study's system
+    attributes: (the study's note, {trial number: that trial's note}); "" where none was written."""
+    from optuna_dashboard._note import get_note_from_system_attrs
+
+    attrs = study._storage.get_study_system_attrs(study._study_id)
+    return (get_note_from_system_attrs(attrs, None)["body"],
+            {t.number: get_note_from_system_attrs(attrs, t._trial_id)["body"] for t in study.get_trials(deepcopy=False)})
+
+
 def live_trials(cwd: Path, name: str) -> list:
     """The trials of a study a CLI in `cwd` is running, or none while its database or the study
     does not exist yet; read under the lock the CLI holds while it creates the database."""
