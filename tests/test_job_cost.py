@@ -262,16 +262,33 @@ def test_a_figure_that_cannot_be_drawn_fails_its_run_in_one_line(tmp_path):
     assert not left_behind(workers)
 
 
+def niceness(pid: int) -> int | None:
+    """The process's nice value (None once it is gone)."""
+    try:
+        return os.getpriority(os.PRIO_PROCESS, pid)
+    except OSError:
+        return None
+
+
 def test_a_sweep_keeps_its_workers_from_job_to_job_and_reaps_them(tmp_path):
+    """The workers also run niced below the job: on a 2-core machine the job and two workers are
+    three busy processes, and the job's imports and training come first."""
+    from lvsweep.analysis.plotting import WORKER_NICENESS
+
     proc = _start(tmp_path, "-m", "noise=0,1,2", *QUICK, "analysis.figures=true")
+    job_nice = niceness(proc.pid)
     seen: list[set[int]] = []
+    nice: dict[int, int] = {}
     while proc.poll() is None:
         now = workers_of(proc.pid)
         if now and (not seen or now != seen[-1]):
             seen.append(now)
+        # A worker nices itself as it starts: its last value counts.
+        nice.update({p: n for p in now if (n := niceness(p)) is not None})
         time.sleep(0.05)
     out, err = proc.communicate()
     assert proc.returncode == 0, err
+    assert job_nice is not None and set(nice.values()) == {min(job_nice + WORKER_NICENESS, 19)}, (job_nice, nice)
     # The workers of the first job drew every job's figures (they end one by one as the sweep ends).
     everyone = set().union(*seen)
     assert seen and seen[0] == everyone and 1 <= len(everyone) <= 2, seen

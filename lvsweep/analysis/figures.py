@@ -14,7 +14,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
 
 from lvsweep.analysis.captions import caption
-from lvsweep.analysis.plotting import FigureCall, legend_outside, save, styled, subplots
+from lvsweep.analysis.plotting import FigureCall, legend_outside, new_figure, save, styled, subplots
 from lvsweep.metric_names import ALIGN_BASELINE_LINEAR, ALIGN_BASELINE_NORM, ALIGN_EXCESS, ALIGN_PEARSON, ALIGN_PVALUE, ALIGN_SPEARMAN, ALIGN_SPEARMAN_CI_HIGH, ALIGN_SPEARMAN_CI_LOW, ALIGN_SPEARMAN_INIT
 
 if TYPE_CHECKING:
@@ -214,12 +214,9 @@ def attention_vs_sensitivity(path: Path, t: np.ndarray, attention: np.ndarray, s
     Spearman's ρ correlates (Pearson's r, computed on the raw values, is named as such). Two rows
     keep the file near 4:3, so that MLflow's artifact viewer shows its text at a readable size."""
     label = measure_name(sensitivity_name)
-    fig, axes = subplots(2, 2, figsize=(10, 7.8), height_ratios=[1, 1.25])
-    gs = axes[0, 0].get_gridspec()
-    for ax in axes[0]:
-        ax.remove()
-    ax_t = fig.add_subplot(gs[0, :])
-    ax_s, ax_c = axes[1]
+    fig = new_figure(figsize=(10, 7.8))
+    axes = fig.subplot_mosaic([["time", "time"], ["ranks", "controls"]], height_ratios=[1, 1.25])
+    ax_t, ax_s, ax_c = axes["time"], axes["ranks"], axes["controls"]
     ax_t.plot(t, relative_attention(attention), color="black", lw=1.2)
     ax_t.set_yscale("log")
     ax_t.set_ylim(*ATTENTION_RANGE)

@@ -48,18 +48,23 @@ def styled(draw: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def subplots(*shape: int, figsize: tuple[float, float], **kwargs: Any) -> tuple[Figure, Any]:
-    """A new figure and its axes, like `pyplot.subplots` but owned by no global state.
-
-    The figure has its Agg canvas and the file's resolution from the start, so that its layout
-    (`tight_layout`), its bounding box and its drawing all measure text with one renderer: each
-    text's size and each formula's layout is worked out once, not once per pass."""
+def new_figure(figsize: tuple[float, float]) -> Figure:
+    """A new figure owned by no global state (no pyplot), with its Agg canvas and the file's
+    resolution from the start, so that its layout (`tight_layout`), its bounding box and its
+    drawing all measure text with one renderer: each text's size and each formula's layout is
+    worked out once, not once per pass."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=figsize, dpi=DPI)
     renderer = FigureCanvasAgg(fig).get_renderer()
     renderer.mathtext_parser = _shared_math_parser(renderer.mathtext_parser)
+    return fig
+
+
+def subplots(*shape: int, figsize: tuple[float, float], **kwargs: Any) -> tuple[Figure, Any]:
+    """A new figure (`new_figure`) and its axes, like `pyplot.subplots`."""
+    fig = new_figure(figsize)
     return fig, fig.subplots(*shape, **kwargs)
 
 
@@ -137,6 +142,7 @@ def save(fig: Figure, path: Path) -> Path:
 
 FIGURE_MODULES = ("lvsweep.analysis.figures", "lvsweep.analysis.cycle_figures")  # what the worker may be asked to run
 _HEADER = struct.Struct(">Q")
+WORKER_NICENESS = 10  # added to the job's niceness (capped at 19, the lowest priority)
 # What a run's figure calls unpickle into, imported while the job trains: neither SciPy's solvers nor
 # its statistics, nor Hydra (a PRC's result brings its own module, and SciPy, only for oscillators).
 _WARM = ("lvsweep.analysis.figures", "lvsweep.analysis.cycle_figures", "lvsweep.analysis.perturbation",
@@ -239,6 +245,10 @@ def serve() -> None:
     """The worker's loop: read a list of figure calls, draw them, answer [(ok, error)] per call; end
     at end of input or when the job can no longer be answered."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the job decides
+    # The job's core comes first: two workers start while the job still imports and trains, and on a
+    # 2-core machine three busy processes slow the job's own imports. Niced, a worker still has every
+    # cycle the job leaves idle, and all of them while the job waits for its figures.
+    os.nice(WORKER_NICENESS)
     answer_fd = os.dup(1)
     os.dup2(2, 1)  # a stray print goes to stderr, never into the answers
     try:
