@@ -1,4 +1,4 @@
 """`python -m lvsweep`: the command line (see `lvsweep.cli`)."""
-from lvsweep.cli import main
+from lvsweep.cli import command_line
 
-main()
+command_line()

@@ -205,6 +205,14 @@ def main() -> None:
         sys.exit(interrupts.exit_status())
 
 
+def command_line() -> None:
+    """The process's entry (`python -m lvsweep`, the `lvsweep` script): `main`, and the process
+    ended without the interpreter's teardown once its exit handlers ran (`lvsweep.exiting`)."""
+    from lvsweep.exiting import run_to_exit
+
+    run_to_exit(main)
+
+
 def run_command() -> None:
     """The command itself: Hydra's task, with every way it can end turned into an exit status,
     and a sweep that ends early closed in the store."""

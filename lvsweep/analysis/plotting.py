@@ -274,8 +274,9 @@ class FigureWorker:
         import lvsweep
 
         root = str(Path(lvsweep.__file__).resolve().parent.parent)  # the lvsweep this job runs
-        code = (f"import sys; sys.path.insert(0, {root!r}); "
-                "from lvsweep.analysis.plotting import serve; serve()")
+        # Ended as the command is (`lvsweep.exiting`): the job waits for its workers to end.
+        code = (f"import sys; sys.path.insert(0, {root!r}); from lvsweep.exiting import run_to_exit; "
+                "from lvsweep.analysis.plotting import serve; run_to_exit(serve)")
         env = dict(os.environ)
         for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
             env.setdefault(name, "1")  # one core for drawing; the job trains on the others
