@@ -38,12 +38,12 @@ def run_to_exit(main: Callable[[], None]) -> None:
     try:
         main()
     except SystemExit as exc:
-        status.append(exit_status(exc.code))
+        status.append(_status_of(exc.code))
         raise
     status.append(0)
 
 
-def exit_status(code: object) -> int:
+def _status_of(code: object) -> int:
     """The status Python gives `sys.exit(code)`: 0 for None, the number for an int, else 1 (the
     code itself is printed on stderr, by Python, before the exit handlers run)."""
     if code is None:
